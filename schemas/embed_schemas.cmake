@@ -1,0 +1,16 @@
+# Writes a C++ source with every schemas/*.schema.json as a string, keyed by
+# file name. Invoked at build time with -DOUT=... -DDIR=...
+file(GLOB files ${DIR}/*.schema.json)
+list(SORT files)
+set(body "// Generated from schemas/*.schema.json at build time. Do not edit.\n")
+string(APPEND body "#include \"embedded.h\"\nnamespace assay::schemas {\n")
+string(APPEND body "const std::map<std::string, const char*>& embedded_schemas() {\n")
+string(APPEND body "  static const std::map<std::string, const char*> k = {\n")
+foreach(f ${files})
+  get_filename_component(name ${f} NAME)
+  file(READ ${f} text)
+  string(APPEND body "    {\"${name}\", R\"assay_schema(${text})assay_schema\"},\n")
+endforeach()
+string(APPEND body "  };\n  return k;\n}\n}  // namespace assay::schemas\n")
+file(WRITE ${OUT}.tmp "${body}")
+execute_process(COMMAND ${CMAKE_COMMAND} -E copy_if_different ${OUT}.tmp ${OUT})

@@ -1,0 +1,201 @@
+// Typed specs: validate against the embedded schema, then extract. Checks
+// that JSON Schema cannot express (low < high, placeholders) follow, with the
+// same error format.
+#include "assay/specs.h"
+
+#include <fstream>
+#include <sstream>
+
+#include "assay/validate.h"
+
+namespace assay::schemas {
+namespace {
+
+std::map<std::string, std::string> string_map(const Json& doc, const char* key) {
+  std::map<std::string, std::string> out;
+  if (doc.contains(key))
+    for (auto it = doc[key].begin(); it != doc[key].end(); ++it)
+      out[it.key()] = it.value().get<std::string>();
+  return out;
+}
+
+Resources read_resources(const Json& doc) {
+  Resources r;
+  if (!doc.contains("resources")) return r;
+  const Json& j = doc["resources"];
+  r.gpus = j.value("gpus", 0);
+  r.gpu_mem_mb = j.value("gpu_mem_mb", int64_t(0));
+  r.cpus = j.value("cpus", 1);
+  return r;
+}
+
+Result<Dimension> read_dimension(const Json& j, const std::string& ptr, std::string_view source) {
+  Dimension d;
+  const std::string t = j["type"].get<std::string>();
+  if (t == "grid" || t == "choice") {
+    d.kind = t == "grid" ? Dimension::Kind::kGrid : Dimension::Kind::kChoice;
+    for (const auto& v : j["values"]) d.values.push_back(v);
+    return d;
+  }
+  d.kind = t == "uniform" ? Dimension::Kind::kUniform
+           : t == "loguniform" ? Dimension::Kind::kLogUniform : Dimension::Kind::kInt;
+  d.low = j["low"].get<double>();
+  d.high = j["high"].get<double>();
+  const bool ok = d.kind == Dimension::Kind::kInt ? d.low <= d.high : d.low < d.high;
+  if (!ok)
+    return Status::Invalid(std::string(source) + ": " + ptr + "/high: expected a number " +
+                           (d.kind == Dimension::Kind::kInt ? ">= " : "> ") + "low (" +
+                           Json(j["low"]).dump() + "), got " + j["high"].dump());
+  return d;
+}
+
+// Every {name} in the command must be a dimension or "seed".
+Status check_placeholders(const SweepSpec& s, std::string_view source) {
+  const std::string& c = s.command;
+  for (size_t i = c.find('{'); i != std::string::npos; i = c.find('{', i + 1)) {
+    size_t j = c.find('}', i);
+    if (j == std::string::npos) break;
+    std::string name = c.substr(i + 1, j - i - 1);
+    bool ident = !name.empty();
+    for (char ch : name) ident = ident && (std::isalnum(static_cast<unsigned char>(ch)) || ch == '_');
+    if (!ident) continue;  // not a placeholder, e.g. a JSON literal or ${VAR}
+    if (i > 0 && c[i - 1] == '$') continue;
+    if (name != "seed" && !s.space.count(name)) {
+      std::string known = "seed";
+      for (const auto& [k, _] : s.space) known += ", " + k;
+      return Status::Invalid(std::string(source) + ": /command: placeholder {" + name +
+                             "} names no dimension of /space; expected one of " + known);
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+std::string canonical_json(const Json& doc) { return doc.dump(); }  // object keys are sorted
+
+Result<SweepSpec> parse_sweep_spec(const Json& doc, std::string_view source) {
+  ASSAY_RETURN_IF_ERROR(validate_embedded("sweep.schema.json", doc, source));
+  SweepSpec s;
+  s.raw = doc;
+  s.name = doc["name"].get<std::string>();
+  s.command = doc["command"].get<std::string>();
+  if (doc.contains("space"))
+    for (auto it = doc["space"].begin(); it != doc["space"].end(); ++it) {
+      ASSAY_ASSIGN_OR_RETURN(Dimension d, read_dimension(it.value(), "/space/" + it.key(), source));
+      s.space[it.key()] = std::move(d);
+    }
+  s.samples = doc.value("samples", 1);
+  s.seed = doc.value("seed", uint64_t(0));
+  if (doc.contains("seeds"))
+    for (const auto& v : doc["seeds"]) s.seeds.push_back(int64_t(v.get<double>()));
+  s.resources = read_resources(doc);
+  s.priority = doc.value("priority", 0);
+  s.labels = string_map(doc, "labels");
+  s.max_attempts = doc.value("max_attempts", 1);
+  if (doc.contains("timeout")) s.timeout_s = doc["timeout"].get<double>();
+  s.env = string_map(doc, "env");
+  if (doc.contains("evals"))
+    for (const auto& e : doc["evals"])
+      s.evals.push_back({e["suite"].get<std::string>(), e.value("on", std::string("final")),
+                         e.value("args", Json::object())});
+  ASSAY_RETURN_IF_ERROR(check_placeholders(s, source));
+  return s;
+}
+
+Result<RunSpec> parse_run_spec(const Json& doc, std::string_view source) {
+  ASSAY_RETURN_IF_ERROR(validate_embedded("run.schema.json", doc, source));
+  RunSpec r;
+  r.raw = doc;
+  r.name = doc.value("name", std::string());
+  r.command = doc["command"].get<std::string>();
+  r.params = doc.value("params", Json::object());
+  r.resources = read_resources(doc);
+  r.priority = doc.value("priority", 0);
+  r.labels = string_map(doc, "labels");
+  r.max_attempts = doc.value("max_attempts", 1);
+  if (doc.contains("timeout")) r.timeout_s = doc["timeout"].get<double>();
+  r.env = string_map(doc, "env");
+  return r;
+}
+
+Result<SuiteSpec> parse_suite_spec(const Json& doc, std::string_view source) {
+  ASSAY_RETURN_IF_ERROR(validate_embedded("suite.schema.json", doc, source));
+  SuiteSpec s;
+  s.raw = doc;
+  s.name = doc["name"].get<std::string>();
+  s.version = doc.value("version", std::string("1"));
+  s.task = doc["task"].get<std::string>();
+  s.data = string_map(doc, "data");
+  if (doc.contains("prompt_template")) s.prompt_template = doc["prompt_template"].get<std::string>();
+  s.num_fewshot = doc.value("num_fewshot", 0);
+  s.fewshot_seed = doc.value("fewshot_seed", int64_t(1234));
+  if (doc.contains("filters")) s.filters = doc["filters"].get<std::vector<std::string>>();
+  if (doc.contains("metrics")) s.metrics = doc["metrics"].get<std::vector<std::string>>();
+  if (doc.contains("limit")) s.limit = doc["limit"].get<int64_t>();
+  s.max_gen_tokens = doc.value("max_gen_tokens", 256);
+  if (doc.contains("stop")) s.stop = doc["stop"].get<std::vector<std::string>>();
+  s.options = doc.value("options", Json::object());
+  return s;
+}
+
+Result<MetricLine> parse_metric_line(std::string_view line) {
+  Json doc = Json::parse(line, nullptr, false);
+  if (doc.is_discarded()) return Status::Invalid("metric line: not valid JSON");
+  ASSAY_RETURN_IF_ERROR(validate_embedded("metric-line.schema.json", doc, "metric line"));
+  MetricLine m;
+  m.step = int64_t(doc["step"].get<double>());
+  if (doc.contains("time")) m.time = doc["time"].get<double>();
+  if (doc.contains("checkpoint")) {
+    m.checkpoint = doc["checkpoint"].get<std::string>();
+  } else {
+    for (auto it = doc["metrics"].begin(); it != doc["metrics"].end(); ++it)
+      m.metrics[it.key()] = it.value().get<double>();
+  }
+  return m;
+}
+
+Result<Json> load_json_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Status::NotFound(path + ": cannot open file");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  const std::string text = ss.str();
+  try {
+    return Json::parse(text);
+  } catch (const Json::parse_error& e) {
+    // Byte offset -> line and column for people.
+    size_t line = 1, col = 1;
+    for (size_t i = 0; i + 1 < e.byte && i < text.size(); ++i) {
+      if (text[i] == '\n') { ++line; col = 1; } else { ++col; }
+    }
+    std::string what = e.what();
+    if (auto p = what.find("syntax error"); p != std::string::npos) what = what.substr(p);
+    return Status::Invalid(path + ": line " + std::to_string(line) + " column " +
+                           std::to_string(col) + ": not valid JSON: " + what);
+  }
+}
+
+namespace {
+std::string base_name(const std::string& path) {
+  auto p = path.find_last_of('/');
+  return p == std::string::npos ? path : path.substr(p + 1);
+}
+}  // namespace
+
+Result<SweepSpec> load_sweep_spec(const std::string& path) {
+  ASSAY_ASSIGN_OR_RETURN(Json doc, load_json_file(path));
+  return parse_sweep_spec(doc, base_name(path));
+}
+
+Result<RunSpec> load_run_spec(const std::string& path) {
+  ASSAY_ASSIGN_OR_RETURN(Json doc, load_json_file(path));
+  return parse_run_spec(doc, base_name(path));
+}
+
+Result<SuiteSpec> load_suite_spec(const std::string& path) {
+  ASSAY_ASSIGN_OR_RETURN(Json doc, load_json_file(path));
+  return parse_suite_spec(doc, base_name(path));
+}
+
+}  // namespace assay::schemas

@@ -1,0 +1,263 @@
+// The results database: one SQLite file per deployment.
+//
+// Store owns the single writing connection (WAL mode, foreign keys on,
+// busy_timeout set). It is not thread-safe: the coordinator gives it to one
+// writer, which batches work into transactions. Readers open their own
+// connections; query_readonly() serves users' SQL and can never write.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "assay/status.h"
+
+struct sqlite3;
+
+namespace assay::store {
+
+// ---- Runs: the state machine -------------------------------------------------
+//   queued -> leased -> running -> succeeded | failed | cancelled
+//   leased|running -> queued      (lease lost, retried with attempt + 1)
+//   queued|leased -> failed       (e.g. attempts exhausted, spawn error)
+//   queued|leased|running -> cancelled
+//   failed|cancelled -> queued    (user retry)
+enum class RunState { kQueued, kLeased, kRunning, kSucceeded, kFailed, kCancelled };
+std::string_view to_string(RunState s);
+Result<RunState> parse_run_state(std::string_view s);
+bool is_terminal(RunState s);
+bool can_transition(RunState from, RunState to);
+
+enum class FailureReason { kExitCode, kSignal, kOom, kTimeout, kLostWorker, kCancelled, kSpawnError };
+std::string_view to_string(FailureReason r);
+Result<FailureReason> parse_failure_reason(std::string_view s);
+
+struct Resources {
+  int gpus = 0;
+  int64_t gpu_mem_mb = 0;  // per GPU
+  int cpus = 1;
+};
+
+struct NewRun {
+  std::optional<int64_t> sweep_id;
+  std::string name;
+  std::string spec_json = "{}";
+  std::string params_json = "{}";  // a flat JSON object of the run's params
+  std::string command;
+  int priority = 0;
+  Resources resources;
+  std::string labels_json = "{}";
+  int max_attempts = 1;
+  std::optional<double> timeout_s;
+};
+
+struct Run {
+  int64_t id = 0;
+  std::optional<int64_t> sweep_id;
+  std::string name, spec_json, params_json, command;
+  RunState state = RunState::kQueued;
+  int attempt = 1, max_attempts = 1, priority = 0;
+  Resources resources;
+  std::string labels_json;
+  std::optional<double> timeout_s;
+  std::optional<std::string> worker_id;
+  std::optional<double> lease_expires_at;
+  std::optional<FailureReason> failure_reason;
+  std::string failure_detail;
+  std::optional<int> exit_code;
+  double created_at = 0;
+  std::optional<double> started_at, finished_at;
+};
+
+struct RunFilter {
+  std::optional<int64_t> sweep_id;
+  std::optional<RunState> state;
+  // Equality on params: json_extract(params_json, '$.<key>') = value, where
+  // value is compared as text (numbers as SQLite prints them).
+  std::vector<std::pair<std::string, std::string>> params;
+  int64_t after_id = 0;  // keyset pagination
+  int limit = 1000;
+};
+
+// A state change, applied with compare-and-set on expect_from when given.
+struct Transition {
+  int64_t run_id = 0;
+  RunState to = RunState::kQueued;
+  std::optional<RunState> expect_from;
+  std::string actor;   // 'coordinator', 'worker:<id>', 'user', 'cli'
+  std::string detail;  // free text for the audit log
+  // Fields set alongside the state. Leaving queued/leased clears the lease.
+  std::optional<std::string> worker_id;
+  std::optional<double> lease_expires_at;
+  std::optional<FailureReason> failure_reason;
+  std::string failure_detail;
+  std::optional<int> exit_code;
+  bool bump_attempt = false;  // attempt += 1 (lease lost, retry)
+};
+
+struct Event {
+  int64_t id = 0, run_id = 0;
+  double at = 0;
+  std::string actor, kind;
+  std::optional<std::string> from_state, to_state;
+  std::string detail;
+};
+
+struct MetricPoint {
+  int64_t run_id = 0;
+  std::string key;
+  int64_t step = 0;
+  double value = 0;
+  double wall_time = 0;  // unix seconds when the run emitted it
+};
+
+struct Artifact {
+  int64_t id = 0;
+  std::optional<int64_t> run_id;
+  std::string kind = "checkpoint";
+  std::string content_hash, path;
+  std::optional<int64_t> step;
+  std::optional<int64_t> parent_id;
+  std::string metadata_json = "{}";
+  double created_at = 0;
+};
+
+struct Worker {
+  std::string id, host;
+  std::string gpus_json = "[]";
+  std::string labels_json = "{}";
+  int cpus = 1;
+  double registered_at = 0, last_heartbeat = 0;
+};
+
+struct EvalResult {
+  int64_t id = 0;
+  std::optional<int64_t> run_id;
+  std::string suite, metric, filter = "none";
+  std::optional<double> value, stderr_value;
+  std::optional<int64_t> n;
+  std::string suite_version, checkpoint_hash;
+  int64_t seed = 0;
+  double created_at = 0;
+};
+
+struct Sweep {
+  int64_t id = 0;
+  std::string name, spec_json, content_hash;
+  double created_at = 0;
+};
+
+struct OpenOptions {
+  bool create = true;       // create the file when missing
+  bool migrate = true;      // apply pending migrations; otherwise refuse an old schema
+  int busy_timeout_ms = 5000;
+  std::function<double()> clock;  // unix seconds; the wall clock when empty
+};
+
+// Schema versions known to this binary.
+int latest_schema_version();
+
+class Store {
+ public:
+  static Result<std::unique_ptr<Store>> open(const std::string& path, const OpenOptions& opts = {});
+  ~Store();
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+
+  const std::string& path() const { return path_; }
+  Result<int> schema_version();
+  double now() const;
+
+  // Runs fn inside BEGIN IMMEDIATE..COMMIT; rolls back when fn fails.
+  // Nested calls join the outer transaction.
+  Status transaction(const std::function<Status()>& fn);
+
+  // Sweeps.
+  Result<int64_t> insert_sweep(const std::string& name, const std::string& spec_json,
+                               const std::string& content_hash);
+  Result<std::optional<Sweep>> find_sweep(const std::string& name);
+  Result<Sweep> get_sweep(int64_t id);
+
+  // Runs. insert_run also writes a 'created' event.
+  Result<int64_t> insert_run(const NewRun& run, const std::string& actor);
+  Result<Run> get_run(int64_t id);
+  Result<std::vector<Run>> list_runs(const RunFilter& filter);
+  // Validates the edge (and expect_from), updates the row, writes an event.
+  // FailedPrecondition when the run is not in the expected state.
+  Status transition(const Transition& t);
+  Status add_event(int64_t run_id, const std::string& actor, const std::string& kind,
+                   const std::string& detail);
+  Result<std::vector<Event>> events(int64_t run_id);
+
+  // Metrics: upsert on (run, key, step), so re-delivery never doubles.
+  Status put_metrics(const std::vector<MetricPoint>& points);
+  Result<std::vector<MetricPoint>> metrics(int64_t run_id, const std::string& key = "");
+
+  // Artifacts: idempotent on (run, kind, content_hash); returns the row id.
+  Result<int64_t> put_artifact(const Artifact& a);
+  Result<std::vector<Artifact>> artifacts(int64_t run_id);
+  Result<std::optional<Artifact>> find_artifact(const std::string& content_hash);
+
+  // Workers.
+  Status upsert_worker(const Worker& w);
+  Status heartbeat(const std::string& worker_id, double at);
+  Result<std::vector<Worker>> workers();
+
+  // Eval results: upsert on (checkpoint_hash, suite, suite_version, seed, metric, filter).
+  Status put_eval_results(const std::vector<EvalResult>& rows);
+  Result<std::vector<EvalResult>> eval_results(const std::string& checkpoint_hash,
+                                               const std::string& suite,
+                                               const std::string& suite_version, int64_t seed);
+
+  // (Re)creates the runs_wide view: run_summary plus one column per param
+  // key and <metric>_final/_min/_max per metric key. Called automatically
+  // when a run brings a new param key or a metric brings a new key.
+  Status refresh_wide_view();
+
+  // The raw connection, for component-specific statements inside transaction().
+  sqlite3* handle() { return db_; }
+
+ private:
+  Store(sqlite3* db, std::string path, OpenOptions opts);
+  Result<int64_t> intern_key(const std::string& key, bool* added);
+  Status note_param_keys(const std::string& params_json);
+
+  sqlite3* db_ = nullptr;
+  std::string path_;
+  OpenOptions opts_;
+  int tx_depth_ = 0;
+  std::map<std::string, int64_t> key_ids_;
+  std::vector<std::string> param_keys_;
+  bool param_keys_loaded_ = false;
+  bool wide_dirty_ = false;
+};
+
+// Applies pending migrations to the database at path (creating it when
+// asked). Returns the resulting version. Refuses a database stamped by a
+// newer binary with VersionMismatch naming both versions.
+Result<int> migrate(const std::string& path, bool create = true);
+// Version of an existing database without changing it (0 = empty).
+Result<int> schema_version_of(const std::string& path);
+
+// ---- Read-only SQL for users -------------------------------------------------
+using Cell = std::variant<std::monostate, int64_t, double, std::string>;
+
+struct QueryResult {
+  std::vector<std::string> columns;
+  std::vector<std::vector<Cell>> rows;
+  bool truncated = false;  // more rows than max_rows
+};
+
+// Runs one SELECT (or a read-only PRAGMA) on a read-only connection guarded by
+// an authorizer. Anything that would write, attach, or smuggle a second
+// statement is refused with PermissionDenied before it runs.
+Result<QueryResult> query_readonly(const std::string& db_path, const std::string& sql,
+                                   size_t max_rows = 100000);
+
+}  // namespace assay::store

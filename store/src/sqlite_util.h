@@ -1,0 +1,73 @@
+// Thin RAII helpers over the SQLite C API, internal to the store.
+#pragma once
+
+#include <sqlite3.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "assay/status.h"
+
+namespace assay::store::sql {
+
+// A prepared statement; finalised on destruction.
+class Stmt {
+ public:
+  Stmt() = default;
+  Stmt(const Stmt&) = delete;
+  Stmt& operator=(const Stmt&) = delete;
+  Stmt(Stmt&& o) noexcept : db_(o.db_), s_(o.s_) { o.s_ = nullptr; }
+  ~Stmt() { if (s_) sqlite3_finalize(s_); }
+
+  static Result<Stmt> prepare(sqlite3* db, std::string_view text);
+
+  Stmt& bind(int i, int64_t v) { sqlite3_bind_int64(s_, i, v); return *this; }
+  Stmt& bind(int i, int v) { sqlite3_bind_int64(s_, i, v); return *this; }
+  Stmt& bind(int i, double v) { sqlite3_bind_double(s_, i, v); return *this; }
+  Stmt& bind(int i, std::string_view v) {
+    sqlite3_bind_text(s_, i, v.data(), int(v.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Stmt& bind(int i, const char* v) { return bind(i, std::string_view(v)); }
+  Stmt& bind(int i, const std::string& v) { return bind(i, std::string_view(v)); }
+  Stmt& bind_null(int i) { sqlite3_bind_null(s_, i); return *this; }
+  template <class T>
+  Stmt& bind(int i, const std::optional<T>& v) { return v ? bind(i, *v) : bind_null(i); }
+
+  // SQLITE_ROW -> true, SQLITE_DONE -> false, anything else -> error.
+  Result<bool> step();
+  // Runs to completion, ignoring rows.
+  Status exec();
+  Status reset() { sqlite3_reset(s_); sqlite3_clear_bindings(s_); return Status::Ok(); }
+
+  bool is_null(int c) const { return sqlite3_column_type(s_, c) == SQLITE_NULL; }
+  int64_t i64(int c) const { return sqlite3_column_int64(s_, c); }
+  double f64(int c) const { return sqlite3_column_double(s_, c); }
+  std::string text(int c) const {
+    auto* p = reinterpret_cast<const char*>(sqlite3_column_text(s_, c));
+    return p ? std::string(p, size_t(sqlite3_column_bytes(s_, c))) : std::string();
+  }
+  std::optional<int64_t> opt_i64(int c) const {
+    return is_null(c) ? std::nullopt : std::optional<int64_t>(i64(c));
+  }
+  std::optional<double> opt_f64(int c) const {
+    return is_null(c) ? std::nullopt : std::optional<double>(f64(c));
+  }
+  std::optional<std::string> opt_text(int c) const {
+    return is_null(c) ? std::nullopt : std::optional<std::string>(text(c));
+  }
+  sqlite3_stmt* raw() { return s_; }
+
+ private:
+  sqlite3* db_ = nullptr;
+  sqlite3_stmt* s_ = nullptr;
+};
+
+// Executes one or more statements without results.
+Status exec(sqlite3* db, std::string_view text);
+// "<what>: <sqlite message>" as an IoError (or Corruption/Unavailable by code).
+Status error(sqlite3* db, std::string_view what);
+
+}  // namespace assay::store::sql

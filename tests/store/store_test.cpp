@@ -121,7 +121,7 @@ TEST_F(StoreTest, TransitionsFollowTheStateMachineAndAreAudited) {
   EXPECT_EQ(r->exit_code, 1);
   EXPECT_EQ(r->finished_at, 1010.0);
   auto ev = store->events(id);
-  ASSERT_EQ(ev->size(), 6u);  // created + 5 transitions
+  ASSERT_EQ(ev->size(), 7u);  // created + 6 transitions
   EXPECT_EQ(ev->back().from_state, "running");
   EXPECT_EQ(ev->back().to_state, "failed");
   EXPECT_NE(ev->back().detail.find("reason=oom"), std::string::npos);

@@ -45,18 +45,20 @@ void print_table(std::ostream& out, const store::QueryResult& r) {
       text.back().push_back(std::move(t));
     }
   }
-  auto pad = [&](const std::string& s, size_t n, bool right) {
-    std::string sp(n - width(s), ' ');
-    return right ? sp + s : s + sp;
+  const size_t last = r.columns.empty() ? 0 : r.columns.size() - 1;
+  // Right-align numbers; never pad the last column with trailing spaces.
+  auto pad = [&](const std::string& s, size_t i, bool right) {
+    std::string sp(w[i] - width(s), ' ');
+    return right ? sp + s : (i == last ? s : s + sp);
   };
   for (size_t i = 0; i < r.columns.size(); ++i)
-    out << (i ? "  " : "") << pad(r.columns[i], w[i], false);
+    out << (i ? "  " : "") << pad(r.columns[i], i, false);
   out << "\n";
   for (size_t i = 0; i < r.columns.size(); ++i) out << (i ? "  " : "") << std::string(w[i], '-');
   out << "\n";
   for (size_t k = 0; k < text.size(); ++k) {
     for (size_t i = 0; i < text[k].size(); ++i)
-      out << (i ? "  " : "") << pad(text[k][i], w[i], numeric(r.rows[k][i]));
+      out << (i ? "  " : "") << pad(text[k][i], i, numeric(r.rows[k][i]));
     out << "\n";
   }
   out << "(" << r.rows.size() << " row" << (r.rows.size() == 1 ? "" : "s") << ")\n";

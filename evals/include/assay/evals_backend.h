@@ -1,0 +1,66 @@
+// The seam between eval suites and models. A Backend scores continuations
+// token by token and generates text; suites only see these results, so the
+// HTTP backend (OpenAI-compatible completions) and the native engine are
+// interchangeable.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "assay/status.h"
+
+namespace assay::evals {
+
+// Score `continuation` given `context`. An empty context scores the whole
+// text: the first token has no prediction, so a text of N tokens yields N-1
+// scores unless the backend prepends a start token (then N).
+struct ScoreRequest {
+  std::string context;
+  std::string continuation;
+};
+
+// Per-token results for the continuation tokens only, in order.
+struct TokenScores {
+  std::vector<double> logprobs;   // log p(token_t | prefix), natural log
+  std::vector<uint8_t> is_top;    // 1 when token_t was the argmax prediction
+  int64_t n_tokens() const { return static_cast<int64_t>(logprobs.size()); }
+};
+
+// lm-eval's loglikelihood answer for one request.
+struct LoglikResult {
+  double logprob = 0;      // sum of the continuation's token log-probs
+  bool is_greedy = false;  // every continuation token was the top prediction
+  int64_t n_tokens = 0;
+};
+
+struct GenRequest {
+  std::string prompt;
+  std::vector<std::string> stop;  // the output is cut before the first stop string
+  int max_tokens = 256;           // greedy decoding, at most this many new tokens
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  // Human-readable identity recorded with results, e.g. "openai:http://.../v1 model=x".
+  virtual std::string describe() const = 0;
+  // One TokenScores per request, same order.
+  virtual Result<std::vector<TokenScores>> score(const std::vector<ScoreRequest>& reqs) = 0;
+  // One completion per request, same order, already cut at the stop strings.
+  virtual Result<std::vector<std::string>> generate(const std::vector<GenRequest>& reqs) = 0;
+};
+
+// Sum / greedy flag of each request's TokenScores.
+LoglikResult to_loglik(const TokenScores& s);
+Result<std::vector<LoglikResult>> loglikelihood(Backend& backend,
+                                                const std::vector<ScoreRequest>& reqs);
+
+// Per-text mean negative log-likelihood (nats/token) of whole texts: the
+// mean of -logprob over the scored tokens. Texts with no scored token fail.
+Result<std::vector<double>> mean_nll(Backend& backend, const std::vector<std::string>& texts);
+
+// Cut `text` before the earliest occurrence of any non-empty stop string.
+std::string truncate_at_stop(const std::string& text, const std::vector<std::string>& stop);
+
+}  // namespace assay::evals

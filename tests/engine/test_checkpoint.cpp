@@ -1,0 +1,293 @@
+// Checkpoint directories: round trip, hash, HF-style input, rejections and
+// an independent numpy GPT-2 forward as a reference (skips without numpy).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "assay/engine.h"
+
+using namespace assay::engine;
+namespace fs = std::filesystem;
+
+namespace {
+
+fs::path temp_dir(const std::string& name) {
+  fs::path p = fs::path(ASSAY_BINARY_DIR) / "test_tmp" / name;
+  fs::remove_all(p);
+  fs::create_directories(p);
+  return p;
+}
+
+const GPTConfig kCfg{257, 16, 2, 2, 16};
+
+std::vector<int32_t> sample_tokens() {
+  std::vector<int32_t> t(2 * 12);
+  for (size_t i = 0; i < t.size(); i++) t[i] = (int32_t)((i * 37 + 5) % 257);
+  return t;
+}
+
+std::vector<float> logits_of(GPT& m, const std::vector<int32_t>& tok) {
+  auto r = m.forward(tok.data(), 2, 12);
+  EXPECT_TRUE(r.ok()) << r.status().to_string();
+  return {r->begin(), r->end()};
+}
+
+nlohmann::json read_json(const fs::path& p) {
+  std::ifstream f(p);
+  return nlohmann::json::parse(f);
+}
+
+void write_json(const fs::path& p, const nlohmann::json& j) {
+  std::ofstream f(p);
+  f << j.dump(2);
+}
+
+// Re-saves `src`'s tensors into dst/model.safetensors after applying `edit`.
+void rewrite_tensors(
+    const fs::path& src, const fs::path& dst,
+    const std::function<void(std::vector<std::pair<TensorRef, std::vector<float>>>&)>& edit) {
+  auto st = SafeTensors::read((src / kModelFile).string());
+  ASSERT_TRUE(st.ok());
+  std::vector<std::pair<TensorRef, std::vector<float>>> ts;
+  for (const auto& info : st->tensors())
+    ts.push_back({{info.name, info.shape, nullptr}, *st->to_f32(info.name)});
+  edit(ts);
+  std::vector<TensorRef> refs;
+  for (auto& [ref, data] : ts) refs.push_back({ref.name, ref.shape, data.data()});
+  ASSERT_TRUE(write_safetensors((dst / kModelFile).string(), refs).ok());
+}
+
+}  // namespace
+
+TEST(Checkpoint, RoundTripIsBitwiseAndHashed) {
+  const fs::path dir = temp_dir("ckpt_roundtrip");
+  auto m = GPT::init_random(kCfg, 21);
+  ASSERT_TRUE(m.ok());
+  auto tok = make_byte_tokenizer();
+  AdamW opt(AdamWConfig{}, *m);
+  CheckpointMeta meta{12, std::string(64, 'a'), {{"recipe", "pretrain"}}};
+  auto hash = save_checkpoint(dir.string(), *m, *tok, meta, &opt);
+  ASSERT_TRUE(hash.ok()) << hash.status().to_string();
+  EXPECT_EQ(hash->size(), 64u);
+  for (const char* f : {"model.safetensors", "config.json", "vocab.json", "merges.txt",
+                        "tokenizer_config.json", "optimizer.bin"}) {
+    EXPECT_TRUE(fs::exists(dir / f)) << f;
+  }
+  const auto cfg = read_json(dir / "config.json");
+  EXPECT_EQ(cfg["model_type"], "gpt2");
+  EXPECT_EQ(cfg["architectures"][0], "GPT2LMHeadModel");
+  EXPECT_EQ(cfg["activation_function"], "gelu_new");
+  EXPECT_EQ(cfg["n_embd"], 16);
+  EXPECT_EQ(cfg["tie_word_embeddings"], true);
+  EXPECT_EQ(cfg["eos_token_id"], 256);
+  EXPECT_DOUBLE_EQ(cfg["layer_norm_epsilon"].get<double>(), 1e-5);
+  EXPECT_EQ(cfg["assay"]["step"], 12);
+  auto st = SafeTensors::read((dir / kModelFile).string());
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ(st->find("lm_head.weight"), nullptr);
+  ASSERT_NE(st->find("transformer.h.1.mlp.c_fc.weight"), nullptr);
+  EXPECT_EQ(st->find("transformer.h.1.mlp.c_fc.weight")->shape, (std::vector<int64_t>{16, 64}));
+
+  auto ck = load_checkpoint(dir.string());
+  ASSERT_TRUE(ck.ok()) << ck.status().to_string();
+  EXPECT_EQ(ck->hash, *hash);
+  EXPECT_EQ(ck->meta.step, 12);
+  EXPECT_EQ(ck->meta.parent, std::string(64, 'a'));
+  EXPECT_EQ(ck->meta.extra.at("recipe"), "pretrain");
+  EXPECT_EQ(ck->tokenizer->kind(), "byte");
+  const auto tokens = sample_tokens();
+  const auto a = logits_of(*m, tokens), b = logits_of(ck->model, tokens);
+  ASSERT_EQ(a.size(), b.size());
+  EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * 4), 0);
+  auto frozen = load_checkpoint(dir.string(), Mode::kFrozen);
+  ASSERT_TRUE(frozen.ok());
+  EXPECT_TRUE(frozen->model.grads().empty());
+
+  // Same content -> same hash; a different parameter -> a different hash.
+  const fs::path dir2 = temp_dir("ckpt_roundtrip2");
+  EXPECT_EQ(*save_checkpoint(dir2.string(), *m, *tok, meta), *hash);
+  m->params()[3] += 1.0f;
+  EXPECT_NE(*save_checkpoint(dir2.string(), *m, *tok, meta), *hash);
+  EXPECT_EQ(*checkpoint_hash(dir2.string()), *save_checkpoint(dir2.string(), *m, *tok, meta));
+}
+
+TEST(Checkpoint, LoadsTransformersStyleDirectory) {
+  const fs::path src = temp_dir("ckpt_hf_src"), dst = temp_dir("ckpt_hf");
+  auto m = GPT::init_random(kCfg, 22);
+  ASSERT_TRUE(m.ok());
+  auto tok = make_byte_tokenizer();
+  ASSERT_TRUE(save_checkpoint(src.string(), *m, *tok, {}).ok());
+  // As GPT2LMHeadModel.save_pretrained may write: unprefixed names (older
+  // exports), causal-mask buffers and a copy of the tied head.
+  rewrite_tensors(src, dst, [](auto& ts) {
+    std::vector<float> wte;
+    for (auto& [ref, data] : ts) {
+      ref.name = ref.name.substr(std::string("transformer.").size());
+      if (ref.name == "wte.weight") wte = data;
+    }
+    for (int l = 0; l < 2; l++) {
+      ts.push_back({{"h." + std::to_string(l) + ".attn.bias", {1, 1, 16, 16}, nullptr},
+                    std::vector<float>(256, 1.0f)});
+      ts.push_back({{"h." + std::to_string(l) + ".attn.masked_bias", {}, nullptr}, {-1e4f}});
+    }
+    ts.push_back({{"lm_head.weight", {257, 16}, nullptr}, wte});
+  });
+  nlohmann::json cfg = {{"model_type", "gpt2"},
+                        {"vocab_size", 257},
+                        {"n_ctx", 16},
+                        {"n_embd", 16},
+                        {"n_layer", 2},
+                        {"n_head", 2},
+                        {"n_inner", nullptr},
+                        {"activation_function", "gelu_new"},
+                        {"layer_norm_epsilon", 1e-05},
+                        {"bos_token_id", 256},
+                        {"eos_token_id", 256},
+                        {"transformers_version", "4.40.0"}};
+  write_json(dst / "config.json", cfg);
+  fs::copy_file(src / "vocab.json", dst / "vocab.json");
+  fs::copy_file(src / "merges.txt", dst / "merges.txt");
+
+  auto ck = load_checkpoint(dst.string());
+  ASSERT_TRUE(ck.ok()) << ck.status().to_string();
+  EXPECT_EQ(ck->tokenizer->kind(), "gpt2-bpe");
+  EXPECT_EQ(ck->tokenizer->encode("hi!"), (std::vector<int32_t>{'h', 'i', '!'}));
+  EXPECT_EQ(ck->meta.step, 0);
+  const auto tokens = sample_tokens();
+  const auto a = logits_of(*m, tokens), b = logits_of(ck->model, tokens);
+  EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * 4), 0);
+}
+
+TEST(Checkpoint, RejectsInconsistentDirectories) {
+  const fs::path src = temp_dir("ckpt_bad_src");
+  auto m = GPT::init_random(kCfg, 23);
+  ASSERT_TRUE(m.ok());
+  auto tok = make_byte_tokenizer();
+  ASSERT_TRUE(save_checkpoint(src.string(), *m, *tok, {}).ok());
+  auto expect_fail = [&](const char* name, const std::function<void(const fs::path&)>& mutate,
+                         const std::string& needle) {
+    const fs::path d = temp_dir(std::string("ckpt_bad_") + name);
+    for (const auto& e : fs::directory_iterator(src))
+      fs::copy_file(e.path(), d / e.path().filename());
+    mutate(d);
+    auto ck = load_checkpoint(d.string());
+    ASSERT_FALSE(ck.ok()) << name;
+    EXPECT_NE(ck.status().message().find(needle), std::string::npos)
+        << name << ": " << ck.status().message();
+  };
+  expect_fail(
+      "missing",
+      [&](const fs::path& d) {
+        rewrite_tensors(src, d, [](auto& ts) {
+          std::erase_if(ts, [](const auto& t) { return t.first.name == "transformer.ln_f.bias"; });
+        });
+      },
+      "missing tensor transformer.ln_f.bias");
+  expect_fail(
+      "extra",
+      [&](const fs::path& d) {
+        rewrite_tensors(src, d, [](auto& ts) {
+          ts.push_back({{"transformer.h.9.mlp.c_fc.weight", {1}, nullptr}, {0.0f}});
+        });
+      },
+      "unexpected tensor transformer.h.9.mlp.c_fc.weight");
+  expect_fail(
+      "shape",
+      [&](const fs::path& d) {
+        rewrite_tensors(src, d, [](auto& ts) {
+          for (auto& [ref, data] : ts)
+            if (ref.name == "transformer.h.0.attn.c_attn.weight") ref.shape = {48, 16};
+        });
+      },
+      "has shape [48, 16], expected [16, 48]");
+  expect_fail(
+      "activation",
+      [&](const fs::path& d) {
+        auto j = read_json(d / "config.json");
+        j["activation_function"] = "relu";
+        write_json(d / "config.json", j);
+      },
+      "activation_function must be \"gelu_new\"");
+  expect_fail(
+      "nhead",
+      [&](const fs::path& d) {
+        auto j = read_json(d / "config.json");
+        j["n_head"] = 3;
+        write_json(d / "config.json", j);
+      },
+      "n_head must divide n_embd (16), got 3");
+  expect_fail(
+      "notok",
+      [&](const fs::path& d) {
+        fs::remove(d / "vocab.json");
+        fs::remove(d / "tokenizer_config.json");
+      },
+      "no tokenizer");
+}
+
+// Runs `script` (in tests/engine/) on a checkpoint of a small model with
+// larger-than-init weights and compares its float64 logits with the
+// engine's: tolerance 1e-4 absolute on logits of magnitude ~1.
+void compare_with_python(const std::string& script, const std::string& name) {
+  const std::string py = ASSAY_REF_PYTHON;
+  const fs::path dir = temp_dir(name);
+  const GPTConfig cfg{257, 16, 2, 4, 32};
+  auto mb = GPT::init_random(cfg, 31);
+  ASSERT_TRUE(mb.ok());
+  uint32_t s = 1;
+  for (float& p : mb->params()) {
+    s = s * 1664525u + 1013904223u;
+    p += ((float)(s >> 8) / 16777216.0f - 0.5f) * 0.4f;
+  }
+  auto tok = make_byte_tokenizer();
+  ASSERT_TRUE(save_checkpoint(dir.string(), *mb, *tok, {}).ok());
+  const int B = 2, T = 9;
+  std::vector<int32_t> ids(B * T);
+  for (int i = 0; i < B * T; i++) ids[i] = (i * 53 + 7) % 257;
+  auto lg = mb->forward(ids.data(), B, T);
+  ASSERT_TRUE(lg.ok());
+  std::string list;
+  for (int32_t id : ids) list += (list.empty() ? "" : ",") + std::to_string(id);
+  const fs::path out = dir / "ref.bin";
+  const std::string cmd = py + " " + ASSAY_SOURCE_DIR + "/tests/engine/" + script + " " +
+                          dir.string() + " " + list + " " + std::to_string(B) + " " +
+                          std::to_string(T) + " " + out.string();
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  std::ifstream f(out, std::ios::binary);
+  std::vector<double> ref(lg->size());
+  f.read(reinterpret_cast<char*>(ref.data()), (std::streamsize)(ref.size() * 8));
+  ASSERT_TRUE(f) << "short reference output";
+  double max_err = 0, max_abs = 0;
+  for (size_t i = 0; i < ref.size(); i++) {
+    max_err = std::max(max_err, std::fabs(ref[i] - (*lg)[i]));
+    max_abs = std::max(max_abs, std::fabs(ref[i]));
+  }
+  EXPECT_GT(max_abs, 0.1);
+  EXPECT_LT(max_err, 1e-4) << "max |logit| " << max_abs;
+}
+
+bool python_has(const std::string& modules) {
+  const std::string cmd =
+      std::string(ASSAY_REF_PYTHON) + " -c 'import " + modules + "' >/dev/null 2>&1";
+  return std::system(cmd.c_str()) == 0;
+}
+
+// An independent numpy implementation of GPT-2 (gpt2_numpy_ref.py).
+TEST(Checkpoint, ForwardMatchesNumpyReference) {
+  if (!python_has("numpy")) GTEST_SKIP() << ASSAY_REF_PYTHON << " lacks numpy";
+  compare_with_python("gpt2_numpy_ref.py", "ckpt_numpy");
+}
+
+// transformers' GPT2LMHeadModel loading the checkpoint directory itself
+// (hf_gpt2_ref.py); also checks its GPT2Tokenizer against the byte tokenizer.
+TEST(Checkpoint, ForwardMatchesTransformers) {
+  if (!python_has("torch, transformers")) {
+    GTEST_SKIP() << ASSAY_REF_PYTHON << " lacks torch/transformers";
+  }
+  compare_with_python("hf_gpt2_ref.py", "ckpt_hf_ref");
+}

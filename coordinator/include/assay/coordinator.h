@@ -1,0 +1,105 @@
+// The coordinator: owner of the run queue, the workers' leases and the
+// results database, behind an HTTP/1.1 JSON API (see docs in /v1 routes).
+//
+// Threading: a Coordinator is single-threaded. The server drives it from one
+// io_context thread, so all scheduler state and every SQLite write go through
+// that one owner; each request's writes are one transaction.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "assay/status.h"
+
+namespace assay::coordinator {
+
+struct Options {
+  std::string db_path;
+  std::string logs_dir;          // default: <db_path>.logs
+  std::string user_token;        // bearer tokens (hex); empty = that role is refused
+  std::string worker_token;
+  double lease_ttl_s = 30;
+  size_t max_body_bytes = 8u << 20;
+  size_t max_points_per_batch = 10000;
+  // Unix seconds. Tests inject a fake clock; empty = the wall clock.
+  std::function<double()> clock;
+};
+
+struct Request {
+  std::string method;            // "GET", "POST", ...
+  std::string target;            // path plus query, e.g. "/v1/runs?state=queued"
+  std::string authorization;     // the Authorization header value
+  std::string body;
+  // Set by the server when a long-poll's wait ran out: answer with what there is.
+  bool wait_expired = false;
+};
+
+struct Response {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;
+  // Long-poll: nothing to return yet; the server retries the same request
+  // until wait_s has passed, then once more with wait_expired.
+  bool retry = false;
+  double wait_s = 0;
+};
+
+class Coordinator {
+ public:
+  // Opens (and migrates) the database and reloads queued/leased/running
+  // runs. Every reloaded lease gets a fresh deadline of now + lease_ttl_s.
+  static Result<std::unique_ptr<Coordinator>> open(const Options& opts);
+  ~Coordinator();
+  Coordinator(const Coordinator&) = delete;
+  Coordinator& operator=(const Coordinator&) = delete;
+
+  // The whole API: routing, auth, validation, state changes. Never throws.
+  Response handle_request(const Request& req);
+  // Expires lost leases (requeue with attempt + 1, or fail lost_worker).
+  // The server calls it about once a second.
+  void tick();
+  double now() const;
+  const Options& options() const { return opts_; }
+
+  struct Impl;
+
+ private:
+  explicit Coordinator(std::unique_ptr<Impl> impl, Options opts);
+  std::unique_ptr<Impl> impl_;
+  Options opts_;
+};
+
+// ---- Server ---------------------------------------------------------------
+
+struct ServerOptions {
+  std::string host = "127.0.0.1";
+  int port = 8470;               // 0 = any free port
+  size_t max_connections = 512;
+  double read_timeout_s = 30;    // a request must arrive within this
+  double tick_s = 1.0;           // lease expiry check period
+  // Called once the socket listens, with the bound port.
+  std::function<void(int port)> on_listening;
+};
+
+// Serves on the calling thread until SIGINT/SIGTERM, or until *stop_flag
+// becomes true when given (polled every 50 ms).
+Status serve(Coordinator& coord, const ServerOptions& opts,
+             const std::atomic<bool>* stop_flag = nullptr);
+
+// ---- Tokens ---------------------------------------------------------------
+
+// Writes <dir>/user.token and <dir>/worker.token (64 hex chars from
+// /dev/urandom, mode 0600). Refuses to overwrite unless `force`.
+Status init_tokens(const std::string& dir, bool force);
+// Reads a token file, stripping whitespace. Empty file is an error.
+Result<std::string> read_token_file(const std::string& path);
+// Constant-time equality (time depends only on the lengths).
+bool tokens_equal(const std::string& a, const std::string& b);
+
+}  // namespace assay::coordinator

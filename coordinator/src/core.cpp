@@ -1,0 +1,481 @@
+// Coordinator: open/reload, routing and auth, lease loss, shared helpers.
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+
+#include "core_internal.h"
+
+namespace assay::coordinator {
+
+namespace fs = std::filesystem;
+
+double Coordinator::Impl::now() const {
+  if (opts.clock) return opts.clock();
+  using namespace std::chrono;
+  return duration<double>(system_clock::now().time_since_epoch()).count();
+}
+
+Coordinator::Coordinator(std::unique_ptr<Impl> impl, Options opts)
+    : impl_(std::move(impl)), opts_(std::move(opts)) {}
+Coordinator::~Coordinator() = default;
+
+double Coordinator::now() const { return impl_->now(); }
+
+Result<std::unique_ptr<Coordinator>> Coordinator::open(const Options& opts_in) {
+  Options opts = opts_in;
+  if (opts.db_path.empty()) return Status::Invalid("coordinator: --db path is empty");
+  if (opts.logs_dir.empty()) opts.logs_dir = opts.db_path + ".logs";
+  if (!(opts.lease_ttl_s > 0))
+    return Status::Invalid("coordinator: lease ttl must be > 0 s, got " +
+                           std::to_string(opts.lease_ttl_s));
+  auto impl = std::make_unique<Impl>();
+  impl->opts = opts;
+  store::OpenOptions so;
+  so.clock = opts.clock;
+  ASSAY_ASSIGN_OR_RETURN(impl->db, store::Store::open(opts.db_path, so));
+  impl->sdb = std::make_unique<SchedDb>(impl->db->handle());
+  std::error_code ec;
+  fs::create_directories(opts.logs_dir, ec);
+  if (ec) return Status::IoError("coordinator: cannot create logs dir " + opts.logs_dir + ": " +
+                                 ec.message());
+  ASSAY_RETURN_IF_ERROR(impl->reload());
+  return std::unique_ptr<Coordinator>(new Coordinator(std::move(impl), opts));
+}
+
+void Coordinator::tick() { impl_->expire_leases(); }
+
+// ---- Reload -------------------------------------------------------------------
+
+namespace {
+std::map<std::string, std::string> string_map(const std::string& json_text) {
+  std::map<std::string, std::string> out;
+  Json j = Json::parse(json_text, nullptr, false);
+  if (j.is_object())
+    for (auto& [k, v] : j.items()) out[k] = v.is_string() ? v.get<std::string>() : v.dump();
+  return out;
+}
+
+std::vector<GpuInfo> gpus_from_json(const Json& arr) {
+  std::vector<GpuInfo> out;
+  if (!arr.is_array()) return out;
+  for (auto& g : arr) {
+    if (!g.is_object()) continue;
+    GpuInfo x;
+    x.index = g.value("index", static_cast<int>(out.size()));
+    x.uuid = g.value("uuid", std::string());
+    x.name = g.value("name", std::string());
+    x.mem_total_mb = g.value("mem_total_mb", int64_t{0});
+    x.mem_free_mb = g.value("mem_free_mb", int64_t{-1});
+    x.util_pct = g.value("util_pct", 0);
+    out.push_back(std::move(x));
+  }
+  return out;
+}
+}  // namespace
+
+Status Coordinator::Impl::reload() {
+  ASSAY_ASSIGN_OR_RETURN(sweep_names, sdb->sweep_names());
+  ASSAY_ASSIGN_OR_RETURN(cancel_requested, sdb->cancel_requests());
+  ASSAY_ASSIGN_OR_RETURN(auto instances, sdb->worker_instances());
+  ASSAY_ASSIGN_OR_RETURN(auto workers, db->workers());
+  for (auto& w : workers) {
+    WorkerInfo wi;
+    wi.id = w.id;
+    wi.host = w.host;
+    wi.cpus = w.cpus;
+    wi.labels = string_map(w.labels_json);
+    wi.gpus = gpus_from_json(Json::parse(w.gpus_json, nullptr, false));
+    wi.last_heartbeat = w.last_heartbeat;
+    if (auto it = instances.find(w.id); it != instances.end()) {
+      wi.instance = it->second.first;
+      wi.max_runs = it->second.second;
+    }
+    sched.upsert_worker(std::move(wi));
+  }
+  // Queued runs, paged by id.
+  for (auto state : {store::RunState::kQueued}) {
+    store::RunFilter f;
+    f.state = state;
+    f.limit = 5000;
+    for (;;) {
+      ASSAY_ASSIGN_OR_RETURN(auto runs, db->list_runs(f));
+      for (auto& r : runs) sched.enqueue(needs_of(r));
+      if (runs.size() < static_cast<size_t>(f.limit)) break;
+      f.after_id = runs.back().id;
+    }
+  }
+  // Leased/running runs keep their resources; their workers get a full ttl to
+  // reconnect, counted from now.
+  double until = now() + ttl();
+  ASSAY_ASSIGN_OR_RETURN(auto placements, sdb->placements());
+  std::set<int64_t> held;
+  std::vector<int64_t> orphans;
+  for (auto& p : placements) {
+    Assignment a{p.run_id, p.attempt, p.worker_id, p.gpus, p.cpus, until};
+    if (sched.hold(a).ok()) held.insert(p.run_id);
+  }
+  for (auto state : {store::RunState::kLeased, store::RunState::kRunning}) {
+    store::RunFilter f;
+    f.state = state;
+    f.limit = 100000;
+    ASSAY_ASSIGN_OR_RETURN(auto runs, db->list_runs(f));
+    for (auto& r : runs)
+      if (!held.count(r.id)) orphans.push_back(r.id);
+  }
+  for (int64_t id : orphans)
+    ASSAY_RETURN_IF_ERROR(lose_lease(id, "placement missing at coordinator restart"));
+  return Status::Ok();
+}
+
+// ---- Lease loss ---------------------------------------------------------------
+
+Status Coordinator::Impl::lose_lease(int64_t run_id, const std::string& why) {
+  ASSAY_ASSIGN_OR_RETURN(auto r, db->get_run(run_id));
+  if (r.state != store::RunState::kLeased && r.state != store::RunState::kRunning) {
+    sched.release(run_id);
+    return Status::Ok();
+  }
+  store::Transition t;
+  t.run_id = run_id;
+  t.expect_from = r.state;
+  t.actor = "coordinator";
+  bool cancel = cancel_requested.count(run_id) != 0;
+  if (cancel) {
+    t.to = store::RunState::kCancelled;
+    t.failure_reason = store::FailureReason::kCancelled;
+    t.failure_detail = "cancelled by user; worker lost (" + why + ")";
+    t.detail = t.failure_detail;
+  } else if (r.attempt >= r.max_attempts) {
+    t.to = store::RunState::kFailed;
+    t.failure_reason = store::FailureReason::kLostWorker;
+    t.failure_detail = why + "; attempt " + std::to_string(r.attempt) + " of " +
+                       std::to_string(r.max_attempts) + ", no attempts left";
+    t.detail = t.failure_detail;
+  } else {
+    t.to = store::RunState::kQueued;
+    t.bump_attempt = true;
+    t.detail = "lease lost: " + why + "; requeued as attempt " + std::to_string(r.attempt + 1);
+  }
+  ASSAY_RETURN_IF_ERROR(db->transaction([&]() -> Status {
+    ASSAY_RETURN_IF_ERROR(db->transition(t));
+    if (cancel) ASSAY_RETURN_IF_ERROR(sdb->clear_cancel_request(run_id));
+    return Status::Ok();
+  }));
+  // Resources are freed only once the database agrees, so a failed write
+  // leaves the run held and the next tick retries.
+  sched.release(run_id);
+  if (cancel) cancel_requested.erase(run_id);
+  if (t.to == store::RunState::kQueued) {
+    ASSAY_ASSIGN_OR_RETURN(auto again, db->get_run(run_id));
+    sched.enqueue(needs_of(again));
+  }
+  return Status::Ok();
+}
+
+void Coordinator::Impl::expire_leases() {
+  double t = now();
+  for (int64_t id : sched.expired(t)) {
+    const Assignment* a = sched.assignment(id);
+    std::string why = "worker " + (a ? a->worker_id : std::string("?")) +
+                      " did not heartbeat within the lease ttl of " +
+                      std::to_string(static_cast<int>(ttl())) + " s";
+    Status st = lose_lease(id, why);
+    (void)st;  // on failure the run stays held and the next tick retries
+  }
+}
+
+// ---- Helpers -------------------------------------------------------------------
+
+RunNeeds Coordinator::Impl::needs_of(const store::Run& r) {
+  RunNeeds n;
+  n.run_id = r.id;
+  n.attempt = r.attempt;
+  n.priority = r.priority;
+  n.gpus = r.resources.gpus;
+  n.gpu_mem_mb = r.resources.gpu_mem_mb;
+  n.cpus = r.resources.cpus;
+  n.labels = string_map(r.labels_json);
+  return n;
+}
+
+Json Coordinator::Impl::run_json(const store::Run& r) {
+  Json j;
+  j["id"] = r.id;
+  j["sweep_id"] = r.sweep_id ? Json(*r.sweep_id) : Json(nullptr);
+  j["sweep"] = nullptr;
+  if (r.sweep_id) {
+    auto it = sweep_names.find(*r.sweep_id);
+    if (it != sweep_names.end()) j["sweep"] = it->second;
+  }
+  j["name"] = r.name;
+  j["state"] = std::string(store::to_string(r.state));
+  j["attempt"] = r.attempt;
+  j["max_attempts"] = r.max_attempts;
+  j["priority"] = r.priority;
+  j["resources"] = {{"gpus", r.resources.gpus},
+                    {"gpu_mem_mb", r.resources.gpu_mem_mb},
+                    {"cpus", r.resources.cpus}};
+  j["labels"] = Json::parse(r.labels_json, nullptr, false);
+  j["params"] = Json::parse(r.params_json, nullptr, false);
+  j["command"] = r.command;
+  j["worker_id"] = r.worker_id ? Json(*r.worker_id) : Json(nullptr);
+  j["gpus"] = Json::array();
+  if (const Assignment* a = sched.assignment(r.id)) {
+    j["worker_id"] = a->worker_id;
+    j["gpus"] = a->gpus;
+  }
+  j["failure_reason"] =
+      r.failure_reason ? Json(std::string(store::to_string(*r.failure_reason))) : Json(nullptr);
+  j["failure_detail"] = r.failure_detail;
+  j["exit_code"] = r.exit_code ? Json(*r.exit_code) : Json(nullptr);
+  j["timeout_s"] = r.timeout_s ? Json(*r.timeout_s) : Json(nullptr);
+  j["created_at"] = r.created_at;
+  j["started_at"] = r.started_at ? Json(*r.started_at) : Json(nullptr);
+  j["finished_at"] = r.finished_at ? Json(*r.finished_at) : Json(nullptr);
+  j["cancel_requested"] = cancel_requested.count(r.id) != 0;
+  return j;
+}
+
+std::string Coordinator::Impl::log_path(int64_t run_id, int attempt,
+                                        const std::string& stream) const {
+  return opts.logs_dir + "/" + std::to_string(run_id) + "/" + std::to_string(attempt) + "." +
+         stream + ".log";
+}
+
+std::string Coordinator::Impl::log_tail(int64_t run_id, int attempt, size_t max_bytes) const {
+  std::string out;
+  for (const char* stream : {"stdout", "stderr"}) {
+    std::ifstream in(log_path(run_id, attempt, stream), std::ios::binary | std::ios::ate);
+    if (!in) continue;
+    auto size = static_cast<size_t>(in.tellg());
+    size_t n = std::min(size, max_bytes);
+    in.seekg(static_cast<std::streamoff>(size - n));
+    std::string buf(n, '\0');
+    in.read(buf.data(), static_cast<std::streamsize>(n));
+    out += buf;
+  }
+  return out;
+}
+
+std::optional<store::Run> Coordinator::Impl::worker_run(int64_t run_id,
+                                                        const std::string& worker_id,
+                                                        int64_t attempt, bool allow_terminal,
+                                                        Response* err) {
+  auto r = db->get_run(run_id);
+  if (!r.ok()) {
+    *err = r.status().code() == Code::kNotFound
+               ? error_response(404, "not_found", "run " + std::to_string(run_id) + " not found")
+               : status_response(r.status());
+    return std::nullopt;
+  }
+  auto stale = [&](const std::string& why) {
+    *err = error_response(409, "stale_attempt",
+                          "run " + std::to_string(run_id) + " attempt " +
+                              std::to_string(attempt) + " is not held by worker " + worker_id +
+                              ": " + why);
+    return std::nullopt;
+  };
+  if (r->attempt != attempt)
+    return stale("the run is at attempt " + std::to_string(r->attempt));
+  if (r->state == store::RunState::kLeased || r->state == store::RunState::kRunning) {
+    const Assignment* a = sched.assignment(run_id);
+    if (!a || a->worker_id != worker_id)
+      return stale("it is held by " + (a ? a->worker_id : std::string("nobody")));
+    return std::move(r).value();
+  }
+  if (store::is_terminal(r->state) && allow_terminal) {
+    auto p = sdb->placement(run_id);
+    if (p.ok() && p->has_value() && (*p)->worker_id == worker_id && (*p)->attempt == attempt)
+      return std::move(r).value();
+  }
+  return stale("the run is " + std::string(store::to_string(r->state)));
+}
+
+Status Coordinator::Impl::cancel_run(const store::Run& r, const std::string& actor,
+                                     bool* pending) {
+  *pending = false;
+  if (store::is_terminal(r.state))
+    return Status::FailedPrecondition("run " + std::to_string(r.id) + " is already " +
+                                      std::string(store::to_string(r.state)));
+  if (r.state == store::RunState::kRunning) {
+    ASSAY_RETURN_IF_ERROR(db->transaction([&]() -> Status {
+      ASSAY_RETURN_IF_ERROR(sdb->set_cancel_request(r.id, now()));
+      return db->add_event(r.id, actor, "cancel_requested",
+                           "cancel requested; waiting for the worker to stop the process");
+    }));
+    cancel_requested.insert(r.id);
+    *pending = true;
+    return Status::Ok();
+  }
+  store::Transition t;
+  t.run_id = r.id;
+  t.to = store::RunState::kCancelled;
+  t.expect_from = r.state;
+  t.actor = actor;
+  t.failure_reason = store::FailureReason::kCancelled;
+  t.failure_detail = "cancelled by user while " + std::string(store::to_string(r.state));
+  t.detail = t.failure_detail;
+  ASSAY_RETURN_IF_ERROR(db->transition(t));
+  sched.dequeue(r.id);
+  sched.release(r.id);
+  return Status::Ok();
+}
+
+// ---- Routing ------------------------------------------------------------------
+
+Response Coordinator::handle_request(const Request& req) {
+  try {
+    return impl_->route(req);
+  } catch (const std::exception& e) {
+    // Handlers validate before writing, so a throw here changed nothing.
+    return error_response(500, "internal", std::string("unexpected error: ") + e.what());
+  }
+}
+
+namespace {
+
+Role role_of(const Options& o, const std::string& authorization) {
+  static const std::string kBearer = "Bearer ";
+  if (authorization.size() <= kBearer.size() ||
+      authorization.compare(0, kBearer.size(), kBearer) != 0)
+    return Role::kNone;
+  std::string tok = authorization.substr(kBearer.size());
+  // Both comparisons always run, so timing does not reveal which role matched.
+  bool user = !o.user_token.empty() && tokens_equal(tok, o.user_token);
+  bool worker = !o.worker_token.empty() && tokens_equal(tok, o.worker_token);
+  if (user) return Role::kUser;
+  if (worker) return Role::kWorker;
+  return Role::kNone;
+}
+
+}  // namespace
+
+Response Coordinator::Impl::route(const Request& req) {
+  auto tr = parse_target(req.target);
+  if (!tr.ok()) return error_response(400, "bad_request", tr.status().message());
+  const Target& t = *tr;
+  const auto& s = t.segments;
+  const std::string& m = req.method;
+  if (s.empty() || s[0] != "v1")
+    return error_response(404, "not_found", "no such path: " + t.path + " (the API is under /v1)");
+  if (s.size() == 2 && s[1] == "health") {
+    if (m != "GET") return error_response(405, "method_not_allowed", "use GET /v1/health");
+    return json_response(200, {{"ok", true}, {"version", "0.1.0"}});
+  }
+  bool worker_api = s.size() >= 2 && s[1] == "worker";
+  Role role = role_of(opts, req.authorization);
+  if (role == Role::kNone)
+    return error_response(401, "unauthenticated",
+                          "missing or unknown bearer token (send 'Authorization: Bearer <token>')");
+  if (worker_api && role != Role::kWorker)
+    return error_response(403, "forbidden", t.path + " needs a worker token, got a user token");
+  if (!worker_api && role != Role::kUser)
+    return error_response(403, "forbidden", t.path + " needs a user token, got a worker token");
+  if (req.body.size() > opts.max_body_bytes)
+    return error_response(413, "payload_too_large",
+                          "body of " + std::to_string(req.body.size()) + " bytes exceeds " +
+                              std::to_string(opts.max_body_bytes));
+
+  auto not_found = [&] { return error_response(404, "not_found", "no such path: " + t.path); };
+  auto method = [&](const char* want) -> std::optional<Response> {
+    if (m == want) return std::nullopt;
+    return error_response(405, "method_not_allowed",
+                          std::string("use ") + want + " " + t.path + ", got " + m);
+  };
+  bool is_log_chunk = worker_api && s.size() == 5 && s[4] == "logs";
+  Json body;
+  if (m == "POST" && !is_log_chunk) {
+    if (req.body.empty()) {
+      body = Json::object();
+    } else {
+      body = Json::parse(req.body, nullptr, false);
+      if (body.is_discarded())
+        return error_response(400, "bad_request", "request body is not valid JSON");
+      if (!body.is_object())
+        return error_response(400, "bad_request",
+                              "request body must be a JSON object, got " + describe(body));
+    }
+  }
+  auto run_id_at = [&](size_t i) -> Result<int64_t> {
+    auto id = parse_int(s[i], "run id in " + t.path);
+    if (id.ok() && *id <= 0) return Status::Invalid("run id in " + t.path + " must be > 0");
+    return id;
+  };
+
+  if (worker_api) {
+    if (s.size() == 3) {
+      if (auto e = method("POST")) return *e;
+      if (s[2] == "register") return h_register(body);
+      if (s[2] == "heartbeat") return h_heartbeat(body);
+      if (s[2] == "lease") return h_lease(body, req.wait_expired);
+      return not_found();
+    }
+    if (s.size() == 5 && s[2] == "runs") {
+      if (auto e = method("POST")) return *e;
+      auto id = run_id_at(3);
+      if (!id.ok()) return error_response(400, "bad_request", id.status().message());
+      const std::string& op = s[4];
+      if (op == "started") return h_started(*id, body);
+      if (op == "finished") return h_finished(*id, body);
+      if (op == "metrics") return h_metrics(*id, body);
+      if (op == "logs") return h_log_chunk(*id, t, req.body);
+      if (op == "artifacts") return h_artifact(*id, body);
+      if (op == "events") return h_event(*id, body);
+    }
+    return not_found();
+  }
+
+  const std::string& top = s.size() >= 2 ? s[1] : std::string();
+  if (top == "sweeps") {
+    if (s.size() == 2) {
+      if (m == "POST") return h_submit_sweep(body);
+      if (auto e = method("GET")) return *e;
+      return h_list_sweeps();
+    }
+    if (s.size() == 3) {
+      if (auto e = method("GET")) return *e;
+      return h_get_sweep(s[2]);
+    }
+    if (s.size() == 4 && s[3] == "cancel") {
+      if (auto e = method("POST")) return *e;
+      return h_cancel_sweep(s[2]);
+    }
+    return not_found();
+  }
+  if (top == "runs") {
+    if (s.size() == 2) {
+      if (m == "POST") return h_submit_run(body);
+      if (auto e = method("GET")) return *e;
+      return h_list_runs(t);
+    }
+    auto id = run_id_at(2);
+    if (!id.ok()) return error_response(400, "bad_request", id.status().message());
+    if (s.size() == 3) {
+      if (auto e = method("GET")) return *e;
+      return h_get_run(*id);
+    }
+    if (s.size() == 4) {
+      const std::string& op = s[3];
+      if (op == "cancel" || op == "retry") {
+        if (auto e = method("POST")) return *e;
+        return op == "cancel" ? h_cancel(*id) : h_retry(*id);
+      }
+      if (op == "logs" || op == "metrics") {
+        if (auto e = method("GET")) return *e;
+        return op == "logs" ? h_get_logs(*id, t, req.wait_expired) : h_get_metrics(*id, t);
+      }
+    }
+    return not_found();
+  }
+  if (top == "workers" && s.size() == 2) {
+    if (auto e = method("GET")) return *e;
+    return h_workers();
+  }
+  if (top == "query" && s.size() == 2) {
+    if (auto e = method("POST")) return *e;
+    return h_query(body);
+  }
+  return not_found();
+}
+
+}  // namespace assay::coordinator

@@ -1,0 +1,162 @@
+// Private to the coordinator library: the Coordinator's state and helpers
+// shared by the handler files (core.cpp, handlers_worker.cpp, handlers_user.cpp).
+#pragma once
+
+#include <sqlite3.h>
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "assay/coordinator.h"
+#include "assay/scheduler.h"
+#include "assay/store.h"
+
+namespace assay::coordinator {
+
+using Json = nlohmann::json;
+
+// ---- HTTP helpers (http_util.cpp) -------------------------------------------
+
+struct Target {
+  std::string path;
+  std::vector<std::string> segments;          // path split on '/', empty parts dropped
+  std::map<std::string, std::string> query;   // percent-decoded
+  std::vector<std::pair<std::string, std::string>> query_list;  // in order
+};
+Result<Target> parse_target(const std::string& target);
+std::string percent_decode(const std::string& s, bool plus_as_space);
+
+// Serialises without throwing on invalid UTF-8 (replaced by U+FFFD).
+std::string dump_json(const Json& j);
+Response json_response(int status, const Json& body);
+Response error_response(int status, const std::string& code, const std::string& message);
+// Maps a Status to an HTTP error: invalid_argument->400 bad_request,
+// not_found->404, already_exists/failed_precondition->409, else 500.
+Response status_response(const Status& st);
+
+// Typed field access that never throws; errors name the field and what was found.
+Result<int64_t> get_int(const Json& obj, const char* key, std::optional<int64_t> dflt = {});
+Result<double> get_number(const Json& obj, const char* key, std::optional<double> dflt = {});
+Result<std::string> get_string(const Json& obj, const char* key,
+                               std::optional<std::string> dflt = {});
+Result<bool> get_bool(const Json& obj, const char* key, std::optional<bool> dflt = {});
+std::string describe(const Json& v);  // short rendering of a value for errors
+Result<int64_t> parse_int(const std::string& s, const std::string& what);
+Result<double> parse_double(const std::string& s, const std::string& what);
+
+// ---- Coordinator-specific SQL (sched_db.cpp) ----------------------------------
+
+struct Placement {
+  int64_t run_id = 0;
+  std::string worker_id;
+  int attempt = 0;
+  std::vector<int> gpus;
+  int cpus = 0;
+};
+
+struct SweepRow {
+  int64_t id = 0;
+  std::string name, content_hash;
+  double created_at = 0;
+  std::map<std::string, int64_t> counts;  // state -> runs
+};
+
+// Thin wrappers over statements on the Store's connection; callers run them
+// inside Store::transaction when they write.
+class SchedDb {
+ public:
+  explicit SchedDb(sqlite3* db) : db_(db) {}
+  ~SchedDb();
+  SchedDb(const SchedDb&) = delete;
+  SchedDb& operator=(const SchedDb&) = delete;
+  Status put_placement(const Placement& p, double at);
+  Result<std::optional<Placement>> placement(int64_t run_id);
+  Result<std::vector<Placement>> placements();
+  Status set_cancel_request(int64_t run_id, double at);
+  Status clear_cancel_request(int64_t run_id);
+  Result<std::set<int64_t>> cancel_requests();
+  // true when the batch is new (and is now recorded).
+  Result<bool> note_batch(int64_t run_id, int attempt, int64_t seq, int64_t points, double at);
+  Status put_worker_instance(const std::string& worker_id, const std::string& instance,
+                             int max_runs, double at);
+  Result<std::map<std::string, std::pair<std::string, int>>> worker_instances();
+  Result<std::vector<SweepRow>> sweeps(const std::optional<int64_t>& only_id);
+  Result<std::map<int64_t, std::string>> sweep_names();
+
+ private:
+  Status exec_bind(const char* sql, const std::function<void(sqlite3_stmt*)>& bind,
+                   const std::function<void(sqlite3_stmt*)>& row = {});
+  sqlite3* db_;
+  // Prepared once per SQL text (keys are the string literals' addresses).
+  std::map<const char*, sqlite3_stmt*> cache_;
+};
+
+// ---- The state ----------------------------------------------------------------
+
+enum class Role { kNone, kUser, kWorker };
+
+struct Coordinator::Impl {
+  Options opts;
+  std::unique_ptr<store::Store> db;
+  std::unique_ptr<SchedDb> sdb;
+  Scheduler sched;
+  std::map<int64_t, std::string> sweep_names;
+  std::set<int64_t> cancel_requested;
+
+  double now() const;
+  double ttl() const { return opts.lease_ttl_s; }
+
+  Status reload();
+  Response route(const Request& req);
+
+  // Lease lost (expiry, worker restart): requeue with attempt + 1, or fail
+  // lost_worker when attempts are used up (cancelled when a cancel was pending).
+  Status lose_lease(int64_t run_id, const std::string& why);
+  void expire_leases();
+
+  // Helpers shared by handlers.
+  Json run_json(const store::Run& r);
+  RunNeeds needs_of(const store::Run& r);
+  std::string log_path(int64_t run_id, int attempt, const std::string& stream) const;
+  std::string log_tail(int64_t run_id, int attempt, size_t max_bytes) const;
+  // Checks a worker report against the run's current owner and attempt.
+  // Returns the run, or a 404/409 response in *err.
+  std::optional<store::Run> worker_run(int64_t run_id, const std::string& worker_id,
+                                       int64_t attempt, bool allow_terminal, Response* err);
+  Status cancel_run(const store::Run& r, const std::string& actor, bool* pending);
+
+  // Worker endpoints (handlers_worker.cpp).
+  Response h_register(const Json& body);
+  Response h_heartbeat(const Json& body);
+  Response h_lease(const Json& body, bool wait_expired);
+  Response h_started(int64_t run_id, const Json& body);
+  Response h_finished(int64_t run_id, const Json& body);
+  Response h_metrics(int64_t run_id, const Json& body);
+  Response h_log_chunk(int64_t run_id, const Target& t, const std::string& body);
+  Response h_artifact(int64_t run_id, const Json& body);
+  Response h_event(int64_t run_id, const Json& body);
+
+  // User endpoints (handlers_user.cpp).
+  Response h_submit_sweep(const Json& body);
+  Response h_submit_run(const Json& body);
+  Response h_list_sweeps();
+  Response h_get_sweep(const std::string& name);
+  Response h_cancel_sweep(const std::string& name);
+  Response h_list_runs(const Target& t);
+  Response h_get_run(int64_t run_id);
+  Response h_cancel(int64_t run_id);
+  Response h_retry(int64_t run_id);
+  Response h_get_logs(int64_t run_id, const Target& t, bool wait_expired);
+  Response h_get_metrics(int64_t run_id, const Target& t);
+  Response h_workers();
+  Response h_query(const Json& body);
+};
+
+}  // namespace assay::coordinator

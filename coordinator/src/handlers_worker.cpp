@@ -1,0 +1,577 @@
+// Worker-side endpoints: register, heartbeat, lease, run reports.
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+
+#include "core_internal.h"
+
+namespace assay::coordinator {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+Response bad(const Status& st) { return error_response(400, "bad_request", st.message()); }
+
+#define TRY_FIELD(lhs, expr)              \
+  auto ASSAY_CONCAT(f_, __LINE__) = expr; \
+  if (!ASSAY_CONCAT(f_, __LINE__).ok())   \
+    return bad(ASSAY_CONCAT(f_, __LINE__).status()); \
+  lhs = std::move(ASSAY_CONCAT(f_, __LINE__)).value()
+
+bool valid_worker_id(const std::string& id) {
+  if (id.empty() || id.size() > 128) return false;
+  for (char c : id)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-' ||
+          c == ':'))
+      return false;
+  return true;
+}
+
+Response unknown_worker(const std::string& id) {
+  return error_response(404, "unknown_worker",
+                        "worker '" + id + "' is not registered (or restarted); register again");
+}
+
+const char* signal_name(int sig) {
+  switch (sig) {
+    case 1: return "SIGHUP";
+    case 2: return "SIGINT";
+    case 3: return "SIGQUIT";
+    case 4: return "SIGILL";
+    case 6: return "SIGABRT";
+    case 7: return "SIGBUS";
+    case 8: return "SIGFPE";
+    case 9: return "SIGKILL";
+    case 11: return "SIGSEGV";
+    case 13: return "SIGPIPE";
+    case 15: return "SIGTERM";
+    default: return "signal";
+  }
+}
+
+// The first line of `text` that reports a CUDA allocation failure, or "".
+std::string cuda_oom_line(const std::string& text) {
+  static const char* kPatterns[] = {"CUDA out of memory", "CUDA error: out of memory",
+                                    "cudaErrorMemoryAllocation", "OutOfMemoryError"};
+  for (const char* p : kPatterns) {
+    size_t at = text.find(p);
+    if (at == std::string::npos) continue;
+    size_t b = text.rfind('\n', at);
+    b = b == std::string::npos ? 0 : b + 1;
+    size_t e = text.find('\n', at);
+    std::string line = text.substr(b, (e == std::string::npos ? text.size() : e) - b);
+    if (line.size() > 300) line = line.substr(0, 300) + "...";
+    return line;
+  }
+  return "";
+}
+
+Result<std::string> worker_id_of(const Json& body) {
+  ASSAY_ASSIGN_OR_RETURN(auto id, get_string(body, "worker_id"));
+  if (!valid_worker_id(id))
+    return Status::Invalid("field 'worker_id': expected 1..128 of [A-Za-z0-9._:-], got '" + id +
+                           "'");
+  return id;
+}
+
+}  // namespace
+
+Response Coordinator::Impl::h_register(const Json& body) {
+  TRY_FIELD(std::string id, worker_id_of(body));
+  TRY_FIELD(std::string instance, get_string(body, "instance", std::string()));
+  TRY_FIELD(std::string host, get_string(body, "host", id));
+  TRY_FIELD(int64_t cpus, get_int(body, "cpus", 1));
+  TRY_FIELD(int64_t max_runs, get_int(body, "max_runs", 0));
+  if (cpus < 0 || cpus > 100000) return bad(Status::Invalid("field 'cpus': expected 0..100000"));
+  if (max_runs < 0) return bad(Status::Invalid("field 'max_runs': expected >= 0"));
+  Json gpus = body.contains("gpus") ? body["gpus"] : Json::array();
+  if (!gpus.is_array()) return bad(Status::Invalid("field 'gpus': expected an array"));
+  WorkerInfo wi;
+  wi.id = id;
+  wi.host = host;
+  wi.instance = instance;
+  wi.cpus = static_cast<int>(cpus);
+  wi.max_runs = static_cast<int>(max_runs);
+  Json stored_gpus = Json::array();
+  for (size_t i = 0; i < gpus.size(); ++i) {
+    const Json& g = gpus[i];
+    std::string where = "gpus[" + std::to_string(i) + "]";
+    if (!g.is_object()) return bad(Status::Invalid(where + ": expected an object"));
+    auto idx = get_int(g, "index", static_cast<int64_t>(i));
+    auto total = get_int(g, "mem_total_mb", 0);
+    auto free_mb = get_int(g, "mem_free_mb", -1);
+    auto util = get_int(g, "util_pct", 0);
+    auto uuid = get_string(g, "uuid", std::string());
+    auto name = get_string(g, "name", std::string());
+    for (const Status* st : {&idx.status(), &total.status(), &free_mb.status(), &util.status(),
+                             &uuid.status(), &name.status()})
+      if (!st->ok()) return bad(st->with_context(where));
+    for (auto& other : wi.gpus)
+      if (other.index == *idx)
+        return bad(Status::Invalid(where + ": duplicate GPU index " + std::to_string(*idx)));
+    GpuInfo x{static_cast<int>(*idx), *uuid, *name, *total, *free_mb, static_cast<int>(*util), 0};
+    wi.gpus.push_back(x);
+    stored_gpus.push_back({{"index", x.index}, {"uuid", x.uuid}, {"name", x.name},
+                           {"mem_total_mb", x.mem_total_mb}, {"mem_free_mb", x.mem_free_mb},
+                           {"util_pct", x.util_pct}});
+  }
+  Json labels = body.contains("labels") ? body["labels"] : Json::object();
+  if (!labels.is_object()) return bad(Status::Invalid("field 'labels': expected an object"));
+  for (auto& [k, v] : labels.items()) {
+    if (!v.is_string())
+      return bad(Status::Invalid("labels." + k + ": expected a string, got " + describe(v)));
+    wi.labels[k] = v.get<std::string>();
+  }
+
+  double t = now();
+  store::Worker w;
+  w.id = id;
+  w.host = host;
+  w.gpus_json = dump_json(stored_gpus);
+  w.labels_json = dump_json(labels);
+  w.cpus = wi.cpus;
+  w.registered_at = t;
+  w.last_heartbeat = t;
+  Status st = db->transaction([&]() -> Status {
+    ASSAY_RETURN_IF_ERROR(db->upsert_worker(w));
+    return sdb->put_worker_instance(id, instance, wi.max_runs, t);
+  });
+  if (!st.ok()) return status_response(st);
+
+  // A new process instance: whatever the old one ran is gone.
+  Json requeued = Json::array();
+  WorkerInfo* prev = sched.worker(id);
+  if (prev && prev->instance != instance) {
+    for (int64_t run : sched.runs_of(id)) {
+      Status ls = lose_lease(run, "worker " + id + " restarted (new instance)");
+      if (ls.ok()) requeued.push_back(run);
+    }
+  }
+  wi.last_heartbeat = t;
+  sched.upsert_worker(std::move(wi));
+  return json_response(200, {{"worker_id", id},
+                             {"lease_ttl_s", ttl()},
+                             {"heartbeat_s", ttl() / 3},
+                             {"requeued", requeued}});
+}
+
+Response Coordinator::Impl::h_heartbeat(const Json& body) {
+  TRY_FIELD(std::string id, worker_id_of(body));
+  TRY_FIELD(std::string instance, get_string(body, "instance", std::string()));
+  Json active = body.contains("active") ? body["active"] : Json::array();
+  if (!active.is_array()) return bad(Status::Invalid("field 'active': expected an array"));
+  std::vector<std::pair<int64_t, int64_t>> act;
+  for (size_t i = 0; i < active.size(); ++i) {
+    if (!active[i].is_object())
+      return bad(Status::Invalid("active[" + std::to_string(i) + "]: expected an object"));
+    auto rid = get_int(active[i], "run_id");
+    auto att = get_int(active[i], "attempt", 0);
+    if (!rid.ok()) return bad(rid.status().with_context("active[" + std::to_string(i) + "]"));
+    if (!att.ok()) return bad(att.status().with_context("active[" + std::to_string(i) + "]"));
+    act.emplace_back(*rid, *att);
+  }
+  Json gpus = body.contains("gpus") ? body["gpus"] : Json::array();
+  if (!gpus.is_array()) return bad(Status::Invalid("field 'gpus': expected an array"));
+  WorkerInfo* w = sched.worker(id);
+  if (!w || (!instance.empty() && !w->instance.empty() && instance != w->instance))
+    return unknown_worker(id);
+  double t = now();
+  Status st = db->heartbeat(id, t);
+  if (!st.ok()) return status_response(st);
+  w->last_heartbeat = t;
+  sched.renew(id, t + ttl());
+  for (auto& g : gpus) {
+    if (!g.is_object()) continue;
+    auto idx = get_int(g, "index");
+    if (!idx.ok()) continue;
+    for (auto& x : w->gpus) {
+      if (x.index != *idx) continue;
+      if (auto f = get_int(g, "mem_free_mb", x.mem_free_mb); f.ok()) x.mem_free_mb = *f;
+      if (auto u = get_int(g, "util_pct", x.util_pct); u.ok()) x.util_pct = static_cast<int>(*u);
+    }
+  }
+  Json cancel = Json::array(), abort = Json::array();
+  for (int64_t run : sched.runs_of(id))
+    if (cancel_requested.count(run)) cancel.push_back(run);
+  for (auto& [rid, att] : act) {
+    const Assignment* a = sched.assignment(rid);
+    if (!a || a->worker_id != id || (att != 0 && a->attempt != att)) abort.push_back(rid);
+  }
+  return json_response(200, {{"lease_ttl_s", ttl()}, {"cancel", cancel}, {"abort", abort}});
+}
+
+Response Coordinator::Impl::h_lease(const Json& body, bool wait_expired) {
+  TRY_FIELD(std::string id, worker_id_of(body));
+  TRY_FIELD(int64_t max_runs, get_int(body, "max_runs", 1));
+  TRY_FIELD(double wait_s, get_number(body, "wait_s", 0.0));
+  if (max_runs < 1 || max_runs > 1024)
+    return bad(Status::Invalid("field 'max_runs': expected 1..1024, got " +
+                               std::to_string(max_runs)));
+  if (wait_s < 0) return bad(Status::Invalid("field 'wait_s': expected >= 0"));
+  WorkerInfo* w = sched.worker(id);
+  if (!w) return unknown_worker(id);
+  double t = now();
+  w->last_heartbeat = t;
+  sched.renew(id, t + ttl());
+  auto assigned = sched.lease(id, static_cast<int>(max_runs), t + ttl());
+  if (assigned.empty()) {
+    if (wait_s > 0 && !wait_expired) {
+      Response r;
+      r.retry = true;
+      r.wait_s = std::min(wait_s, 25.0);
+      return r;
+    }
+    return json_response(200, {{"runs", Json::array()}});
+  }
+  std::vector<store::Run> runs;
+  Status st = db->transaction([&]() -> Status {
+    for (auto& a : assigned) {
+      store::Transition tr;
+      tr.run_id = a.run_id;
+      tr.to = store::RunState::kLeased;
+      tr.expect_from = store::RunState::kQueued;
+      tr.actor = "coordinator";
+      tr.worker_id = id;
+      tr.lease_expires_at = a.lease_expires_at;
+      tr.detail = "leased to " + id;
+      ASSAY_RETURN_IF_ERROR(db->transition(tr));
+      ASSAY_RETURN_IF_ERROR(sdb->put_placement({a.run_id, id, a.attempt, a.gpus, a.cpus}, t));
+      ASSAY_ASSIGN_OR_RETURN(auto r, db->get_run(a.run_id));
+      runs.push_back(std::move(r));
+    }
+    return Status::Ok();
+  });
+  if (!st.ok()) {
+    // Nothing was written: undo the placement in memory too.
+    for (auto& a : assigned) {
+      sched.release(a.run_id);
+      if (auto r = db->get_run(a.run_id); r.ok() && r->state == store::RunState::kQueued)
+        sched.enqueue(needs_of(*r));
+    }
+    return status_response(st);
+  }
+  Json out = Json::array();
+  for (size_t i = 0; i < runs.size(); ++i) {
+    const store::Run& r = runs[i];
+    const Assignment& a = assigned[i];
+    Json spec = Json::parse(r.spec_json, nullptr, false);
+    Json env = spec.is_object() && spec.contains("env") && spec["env"].is_object() ? spec["env"]
+                                                                                   : Json::object();
+    Json uuids = Json::array();
+    for (int gi : a.gpus)
+      for (auto& g : w->gpus)
+        if (g.index == gi) uuids.push_back(g.uuid);
+    Json rj = run_json(r);
+    out.push_back({{"run_id", r.id},
+                   {"attempt", r.attempt},
+                   {"name", r.name},
+                   {"sweep", rj["sweep"]},
+                   {"command", r.command},
+                   {"params", rj["params"]},
+                   {"env", env},
+                   {"gpus", a.gpus},
+                   {"gpu_uuids", uuids},
+                   {"cpus", a.cpus},
+                   {"timeout_s", rj["timeout_s"]},
+                   {"lease_ttl_s", ttl()}});
+  }
+  return json_response(200, {{"runs", out}});
+}
+
+Response Coordinator::Impl::h_started(int64_t run_id, const Json& body) {
+  TRY_FIELD(std::string id, worker_id_of(body));
+  TRY_FIELD(int64_t attempt, get_int(body, "attempt"));
+  TRY_FIELD(int64_t pid, get_int(body, "pid", 0));
+  Response err;
+  auto r = worker_run(run_id, id, attempt, false, &err);
+  if (!r) return err;
+  if (r->state == store::RunState::kLeased) {
+    store::Transition tr;
+    tr.run_id = run_id;
+    tr.to = store::RunState::kRunning;
+    tr.expect_from = store::RunState::kLeased;
+    tr.actor = "worker:" + id;
+    tr.worker_id = id;
+    tr.detail = "started, pid " + std::to_string(pid);
+    Status st = db->transition(tr);
+    if (!st.ok()) return status_response(st);
+  }
+  sched.renew(id, now() + ttl());
+  return json_response(200, {{"state", "running"}, {"cancel", cancel_requested.count(run_id) != 0}});
+}
+
+Response Coordinator::Impl::h_finished(int64_t run_id, const Json& body) {
+  TRY_FIELD(std::string id, worker_id_of(body));
+  TRY_FIELD(int64_t attempt, get_int(body, "attempt"));
+  TRY_FIELD(bool oom_killed, get_bool(body, "oom_killed", false));
+  TRY_FIELD(bool timed_out, get_bool(body, "timed_out", false));
+  TRY_FIELD(bool cancelled, get_bool(body, "cancelled", false));
+  TRY_FIELD(std::string spawn_error, get_string(body, "spawn_error", std::string()));
+  TRY_FIELD(std::string tail, get_string(body, "log_tail", std::string()));
+  TRY_FIELD(int64_t malformed, get_int(body, "malformed_metric_lines", 0));
+  std::optional<int64_t> exit_code, sig;
+  if (body.contains("exit_code") && !body["exit_code"].is_null()) {
+    TRY_FIELD(exit_code, get_int(body, "exit_code"));
+  }
+  if (body.contains("signal") && !body["signal"].is_null()) {
+    TRY_FIELD(sig, get_int(body, "signal"));
+  }
+  if (!exit_code && !sig && spawn_error.empty() && !cancelled && !timed_out && !oom_killed)
+    return bad(Status::Invalid("finished report needs exit_code, signal or spawn_error"));
+  Response err;
+  auto r = worker_run(run_id, id, attempt, true, &err);
+  if (!r) return err;
+  auto outcome = [](const store::Run& x) {
+    return Json{{"state", std::string(store::to_string(x.state))},
+                {"failure_reason", x.failure_reason
+                                       ? Json(std::string(store::to_string(*x.failure_reason)))
+                                       : Json(nullptr)}};
+  };
+  if (store::is_terminal(r->state)) {
+    Json o = outcome(*r);
+    o["duplicate"] = true;
+    return json_response(200, o);
+  }
+
+  store::Transition tr;
+  tr.run_id = run_id;
+  tr.actor = "worker:" + id;
+  tr.expect_from = store::RunState::kRunning;
+  if (exit_code) tr.exit_code = static_cast<int>(*exit_code);
+  bool cancel_pending = cancel_requested.count(run_id) != 0;
+  std::string oom_line;
+  // CUDA OOM text only matters for a run that failed; the stored logs are
+  // read only then.
+  bool failed = (exit_code && *exit_code != 0) || sig;
+  if (!oom_killed && failed)
+    oom_line = cuda_oom_line(tail + "\n" + log_tail(run_id, r->attempt, 8192));
+  if (!spawn_error.empty()) {
+    tr.to = store::RunState::kFailed;
+    tr.failure_reason = store::FailureReason::kSpawnError;
+    tr.failure_detail = "could not start: " + spawn_error;
+  } else if (cancelled || (cancel_pending && sig)) {
+    tr.to = store::RunState::kCancelled;
+    tr.failure_reason = store::FailureReason::kCancelled;
+    tr.failure_detail = "cancelled by user";
+  } else if (timed_out) {
+    tr.to = store::RunState::kFailed;
+    tr.failure_reason = store::FailureReason::kTimeout;
+    tr.failure_detail = r->timeout_s ? "exceeded timeout of " +
+                                           std::to_string(static_cast<int64_t>(*r->timeout_s)) + " s"
+                                     : "timed out";
+  } else if (oom_killed || !oom_line.empty()) {
+    tr.to = store::RunState::kFailed;
+    tr.failure_reason = store::FailureReason::kOom;
+    tr.failure_detail = oom_killed ? "out of memory: killed by the host OOM killer"
+                                   : "out of memory: CUDA OOM in log: " + oom_line;
+  } else if (sig) {
+    tr.to = store::RunState::kFailed;
+    tr.failure_reason = store::FailureReason::kSignal;
+    tr.failure_detail = "killed by signal " + std::to_string(*sig) + " (" +
+                        signal_name(static_cast<int>(*sig)) + ")";
+  } else if (exit_code && *exit_code != 0) {
+    tr.to = store::RunState::kFailed;
+    tr.failure_reason = store::FailureReason::kExitCode;
+    tr.failure_detail = "exited with code " + std::to_string(*exit_code);
+  } else {
+    tr.to = store::RunState::kSucceeded;
+  }
+  tr.detail = tr.failure_detail.empty() ? "exited with code 0" : tr.failure_detail;
+  Status st = db->transaction([&]() -> Status {
+    if (r->state == store::RunState::kLeased) {
+      store::Transition run;
+      run.run_id = run_id;
+      run.to = store::RunState::kRunning;
+      run.expect_from = store::RunState::kLeased;
+      run.actor = tr.actor;
+      run.worker_id = id;
+      run.detail = "finished before reporting started";
+      ASSAY_RETURN_IF_ERROR(db->transition(run));
+    }
+    ASSAY_RETURN_IF_ERROR(db->transition(tr));
+    if (malformed > 0)
+      ASSAY_RETURN_IF_ERROR(db->add_event(run_id, tr.actor, "malformed_metric",
+                                          std::to_string(malformed) +
+                                              " malformed metric line(s) in total"));
+    if (cancel_pending) ASSAY_RETURN_IF_ERROR(sdb->clear_cancel_request(run_id));
+    return Status::Ok();
+  });
+  if (!st.ok()) return status_response(st);
+  sched.release(run_id);
+  cancel_requested.erase(run_id);
+  store::Run done = *r;
+  done.state = tr.to;
+  done.failure_reason = tr.failure_reason;
+  return json_response(200, outcome(done));
+}
+
+Response Coordinator::Impl::h_metrics(int64_t run_id, const Json& body) {
+  TRY_FIELD(std::string id, worker_id_of(body));
+  TRY_FIELD(int64_t attempt, get_int(body, "attempt"));
+  std::optional<int64_t> seq;
+  if (body.contains("batch_seq") && !body["batch_seq"].is_null()) {
+    TRY_FIELD(seq, get_int(body, "batch_seq"));
+    if (*seq < 0) return bad(Status::Invalid("field 'batch_seq': expected >= 0"));
+  }
+  auto pit = body.find("points");
+  if (pit == body.end() || !pit->is_array())
+    return bad(Status::Invalid("field 'points': expected an array of {key, step, value, time}"));
+  if (pit->size() > opts.max_points_per_batch)
+    return error_response(413, "payload_too_large",
+                          "metric batch of " + std::to_string(pit->size()) +
+                              " points exceeds the limit of " +
+                              std::to_string(opts.max_points_per_batch));
+  Response err;
+  auto r = worker_run(run_id, id, attempt, true, &err);
+  if (!r) return err;
+  double t = now();
+  std::vector<store::MetricPoint> points;
+  points.reserve(pit->size());
+  for (size_t i = 0; i < pit->size(); ++i) {
+    const Json& p = (*pit)[i];
+    auto where = [&] { return "points[" + std::to_string(i) + "]"; };
+    if (!p.is_object()) return bad(Status::Invalid(where() + ": expected an object"));
+    store::MetricPoint mp;
+    mp.run_id = run_id;
+    auto key = get_string(p, "key");
+    if (!key.ok()) return bad(key.status().with_context(where()));
+    if (key->empty() || key->size() > 256)
+      return bad(Status::Invalid(where() + ".key: expected 1..256 characters"));
+    mp.key = *key;
+    auto step = get_int(p, "step");
+    if (!step.ok()) return bad(step.status().with_context(where()));
+    mp.step = *step;
+    auto v = p.find("value");
+    if (v == p.end()) return bad(Status::Invalid(where() + ".value: required number is missing"));
+    if (v->is_null()) {
+      mp.value = std::numeric_limits<double>::quiet_NaN();
+    } else if (v->is_number()) {
+      mp.value = v->get<double>();
+    } else {
+      return bad(Status::Invalid(where() + ".value: expected a number or null, got " +
+                                 describe(*v)));
+    }
+    auto tm = get_number(p, "time", t);
+    if (!tm.ok()) return bad(tm.status().with_context(where()));
+    mp.wall_time = *tm;
+    points.push_back(std::move(mp));
+  }
+  bool duplicate = false;
+  Status st = db->transaction([&]() -> Status {
+    if (seq) {
+      ASSAY_ASSIGN_OR_RETURN(bool fresh, sdb->note_batch(run_id, static_cast<int>(attempt), *seq,
+                                                         static_cast<int64_t>(points.size()), t));
+      if (!fresh) {
+        duplicate = true;
+        return Status::Ok();
+      }
+    }
+    return db->put_metrics(points);
+  });
+  if (!st.ok()) return status_response(st);
+  sched.renew(id, t + ttl());
+  return json_response(200, {{"accepted", duplicate ? 0 : points.size()}, {"duplicate", duplicate}});
+}
+
+Response Coordinator::Impl::h_log_chunk(int64_t run_id, const Target& t, const std::string& data) {
+  auto q = [&](const char* k) -> std::optional<std::string> {
+    auto it = t.query.find(k);
+    if (it == t.query.end()) return std::nullopt;
+    return it->second;
+  };
+  auto id = q("worker_id");
+  if (!id || !valid_worker_id(*id))
+    return bad(Status::Invalid("query 'worker_id': required, 1..128 of [A-Za-z0-9._:-]"));
+  auto att_s = q("attempt");
+  auto off_s = q("offset");
+  auto stream = q("stream");
+  if (!att_s || !off_s || !stream)
+    return bad(Status::Invalid("log chunk needs query params worker_id, attempt, stream, offset"));
+  if (*stream != "stdout" && *stream != "stderr")
+    return bad(Status::Invalid("query 'stream': expected stdout or stderr, got '" + *stream + "'"));
+  auto attempt = parse_int(*att_s, "query 'attempt'");
+  if (!attempt.ok()) return bad(attempt.status());
+  auto offset = parse_int(*off_s, "query 'offset'");
+  if (!offset.ok()) return bad(offset.status());
+  if (*offset < 0) return bad(Status::Invalid("query 'offset': expected >= 0"));
+  Response err;
+  auto r = worker_run(run_id, *id, *attempt, true, &err);
+  if (!r) return err;
+
+  std::string path = log_path(run_id, static_cast<int>(*attempt), *stream);
+  std::error_code ec;
+  fs::create_directories(fs::path(path).parent_path(), ec);
+  auto size = static_cast<int64_t>(fs::exists(path, ec) ? fs::file_size(path, ec) : 0);
+  if (ec) return error_response(500, "internal", "log file " + path + ": " + ec.message());
+  if (*offset > size) {
+    Json e{{"error",
+            {{"code", "offset_gap"},
+             {"message", "log chunk for run " + std::to_string(run_id) + " " + *stream +
+                             " starts at byte " + std::to_string(*offset) +
+                             " but only " + std::to_string(size) + " bytes are stored"}}},
+           {"next_offset", size}};
+    return json_response(409, e);
+  }
+  int64_t skip = size - *offset;  // bytes of this chunk already stored
+  if (skip < static_cast<int64_t>(data.size())) {
+    std::ofstream out(path, std::ios::binary | std::ios::app);
+    out.write(data.data() + skip, static_cast<std::streamsize>(data.size() - skip));
+    out.flush();
+    if (!out) return error_response(500, "internal", "cannot append to log file " + path);
+    size += static_cast<int64_t>(data.size()) - skip;
+  }
+  sched.renew(*id, now() + ttl());
+  return json_response(200, {{"next_offset", size}});
+}
+
+Response Coordinator::Impl::h_artifact(int64_t run_id, const Json& body) {
+  TRY_FIELD(std::string id, worker_id_of(body));
+  TRY_FIELD(int64_t attempt, get_int(body, "attempt"));
+  TRY_FIELD(std::string kind, get_string(body, "kind", std::string("checkpoint")));
+  TRY_FIELD(std::string path, get_string(body, "path"));
+  TRY_FIELD(std::string hash, get_string(body, "content_hash"));
+  if (hash.empty()) return bad(Status::Invalid("field 'content_hash': must not be empty"));
+  std::optional<int64_t> step;
+  if (body.contains("step") && !body["step"].is_null()) {
+    TRY_FIELD(step, get_int(body, "step"));
+  }
+  Json meta = body.contains("metadata") ? body["metadata"] : Json::object();
+  if (!meta.is_object()) return bad(Status::Invalid("field 'metadata': expected an object"));
+  Response err;
+  auto r = worker_run(run_id, id, attempt, true, &err);
+  if (!r) return err;
+  store::Artifact a;
+  a.run_id = run_id;
+  a.kind = kind;
+  a.content_hash = hash;
+  a.path = path;
+  a.step = step;
+  a.metadata_json = dump_json(meta);
+  a.created_at = now();
+  auto aid = db->put_artifact(a);
+  if (!aid.ok()) return status_response(aid.status());
+  return json_response(200, {{"artifact_id", *aid}});
+}
+
+Response Coordinator::Impl::h_event(int64_t run_id, const Json& body) {
+  TRY_FIELD(std::string id, worker_id_of(body));
+  TRY_FIELD(int64_t attempt, get_int(body, "attempt"));
+  TRY_FIELD(std::string kind, get_string(body, "kind"));
+  TRY_FIELD(std::string detail, get_string(body, "detail", std::string()));
+  if (kind.empty() || kind.size() > 40)
+    return bad(Status::Invalid("field 'kind': expected 1..40 characters"));
+  for (char c : kind)
+    if (!(std::islower(static_cast<unsigned char>(c)) || c == '_'))
+      return bad(Status::Invalid("field 'kind': expected [a-z_], got '" + kind + "'"));
+  if (detail.size() > 65536) detail = detail.substr(0, 65536);
+  Response err;
+  auto r = worker_run(run_id, id, attempt, true, &err);
+  if (!r) return err;
+  Status st = db->add_event(run_id, "worker:" + id, kind, detail);
+  if (!st.ok()) return status_response(st);
+  return json_response(200, {{"ok", true}});
+}
+
+}  // namespace assay::coordinator

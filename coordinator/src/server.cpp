@@ -1,0 +1,221 @@
+// HTTP/1.1 server: one listener coroutine, one coroutine per connection, all
+// on a single io_context thread, so the Coordinator needs no locking.
+#include <utility>  // before Asio: GCC 12 + Boost 1.74 need std::exchange declared
+
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include <chrono>
+#include <csignal>
+#include <cstdint>
+#include <limits>
+
+#include "assay/coordinator.h"
+
+namespace assay::coordinator {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = net::ip::tcp;
+
+namespace {
+
+struct ServerState {
+  Coordinator& coord;
+  ServerOptions opts;
+  size_t max_body;
+  size_t active = 0;
+};
+
+http::response<http::string_body> to_http(const Response& r, unsigned version, bool keep_alive) {
+  http::response<http::string_body> res{static_cast<http::status>(r.status), version};
+  res.set(http::field::server, "assay-coordinator");
+  res.set(http::field::content_type, r.content_type);
+  for (auto& [k, v] : r.headers) res.set(k, v);
+  res.keep_alive(keep_alive);
+  res.body() = r.body;
+  res.prepare_payload();
+  return res;
+}
+
+Response plain_error(int status, const std::string& code, const std::string& msg) {
+  Response r;
+  r.status = status;
+  r.body = "{\"error\":{\"code\":\"" + code + "\",\"message\":\"" + msg + "\"}}";
+  return r;
+}
+
+std::chrono::steady_clock::duration secs(double s) {
+  return std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+      std::chrono::duration<double>(s));
+}
+
+net::awaitable<void> session(tcp::socket socket, ServerState& st) {
+  beast::tcp_stream stream(std::move(socket));
+  beast::flat_buffer buffer;
+  ++st.active;
+  struct Leave {
+    size_t& n;
+    ~Leave() { --n; }
+  } leave{st.active};
+  bool over_limit = st.active > st.opts.max_connections;
+  auto timeout = secs(st.opts.read_timeout_s);
+  try {
+    for (;;) {
+      http::request_parser<http::string_body> parser;
+      parser.header_limit(64 * 1024);
+      // No limit while reading the header (Beast would fail the header read
+      // itself; boost::none misbehaves in 1.74); the size is checked below so
+      // the client gets a 413.
+      parser.body_limit(std::numeric_limits<std::uint64_t>::max());
+      stream.expires_after(timeout);
+      // Read the header first: answer "Expect: 100-continue" and refuse an
+      // oversized body before it is sent.
+      bool too_large = false;
+      try {
+        co_await http::async_read_header(stream, buffer, parser, net::use_awaitable);
+      } catch (const boost::system::system_error& e) {
+        if (e.code() == http::error::end_of_stream) break;
+        throw;
+      }
+      auto& hdr = parser.get();
+      if (parser.content_length() && *parser.content_length() > st.max_body) {
+        too_large = true;
+      } else {
+        parser.body_limit(st.max_body);  // also bounds chunked bodies
+        if (beast::iequals(hdr[http::field::expect], "100-continue")) {
+          http::response<http::empty_body> cont{http::status::continue_, hdr.version()};
+          co_await http::async_write(stream, cont, net::use_awaitable);
+        }
+        try {
+          co_await http::async_read(stream, buffer, parser, net::use_awaitable);
+        } catch (const boost::system::system_error& e) {
+          if (e.code() != http::error::body_limit) throw;
+          too_large = true;
+        }
+      }
+      auto& hreq = parser.get();
+      bool keep_alive = hreq.keep_alive() && !too_large && !over_limit;
+      Response resp;
+      if (too_large) {
+        resp = plain_error(413, "payload_too_large",
+                           "request body exceeds " + std::to_string(st.max_body) + " bytes");
+      } else if (over_limit) {
+        resp = plain_error(503, "unavailable", "too many connections; retry later");
+      } else {
+        Request req;
+        req.method = std::string(hreq.method_string());
+        req.target = std::string(hreq.target());
+        req.authorization = std::string(hreq[http::field::authorization]);
+        req.body = std::move(hreq.body());
+        resp = st.coord.handle_request(req);
+        if (resp.retry) {
+          // Long-poll: re-ask until something turns up or the wait ends.
+          auto deadline = std::chrono::steady_clock::now() + secs(resp.wait_s);
+          net::steady_timer timer(co_await net::this_coro::executor);
+          while (resp.retry) {
+            if (std::chrono::steady_clock::now() >= deadline) req.wait_expired = true;
+            if (!req.wait_expired) {
+              timer.expires_after(std::chrono::milliseconds(20));
+              co_await timer.async_wait(net::use_awaitable);
+            }
+            resp = st.coord.handle_request(req);
+          }
+        }
+      }
+      auto res = to_http(resp, hreq.version(), keep_alive);
+      stream.expires_after(timeout);
+      co_await http::async_write(stream, res, net::use_awaitable);
+      if (too_large) {
+        // Closing with unread bytes would reset the connection and the client
+        // could lose the 413; read and drop the rest of its body (bounded).
+        beast::error_code ec;
+        stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+        std::vector<char> sink(64 * 1024);
+        size_t drained = 0;
+        stream.expires_after(std::chrono::seconds(2));
+        while (drained < (256u << 20)) {
+          drained += co_await stream.async_read_some(net::buffer(sink), net::use_awaitable);
+        }
+      }
+      if (!keep_alive) break;
+    }
+  } catch (const boost::system::system_error&) {
+    // Peer closed, reset, or timed out: nothing to answer.
+  }
+  beast::error_code ec;
+  stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+}
+
+net::awaitable<void> listener(tcp::acceptor& acceptor, ServerState& st) {
+  for (;;) {
+    bool backoff = false;
+    try {
+      tcp::socket s = co_await acceptor.async_accept(net::use_awaitable);
+      net::co_spawn(acceptor.get_executor(), session(std::move(s), st), net::detached);
+    } catch (const boost::system::system_error& e) {
+      if (e.code() == net::error::operation_aborted) co_return;
+      backoff = true;  // EMFILE and the like
+    }
+    if (backoff) {
+      // co_await is not allowed inside a handler, so the pause happens here.
+      net::steady_timer t(acceptor.get_executor(), std::chrono::milliseconds(50));
+      co_await t.async_wait(net::use_awaitable);
+    }
+  }
+}
+
+net::awaitable<void> ticker(ServerState& st, const std::atomic<bool>* stop_flag,
+                            net::io_context& ioc) {
+  net::steady_timer timer(co_await net::this_coro::executor);
+  auto last_tick = std::chrono::steady_clock::now();
+  for (;;) {
+    timer.expires_after(std::chrono::milliseconds(50));
+    try {
+      co_await timer.async_wait(net::use_awaitable);
+    } catch (const boost::system::system_error&) {
+      co_return;
+    }
+    if (stop_flag && stop_flag->load()) {
+      ioc.stop();
+      co_return;
+    }
+    if (std::chrono::steady_clock::now() - last_tick >= secs(st.opts.tick_s)) {
+      last_tick = std::chrono::steady_clock::now();
+      st.coord.tick();
+    }
+  }
+}
+
+}  // namespace
+
+Status serve(Coordinator& coord, const ServerOptions& opts, const std::atomic<bool>* stop_flag) {
+  net::io_context ioc{1};
+  ServerState st{coord, opts, coord.options().max_body_bytes};
+  tcp::acceptor acceptor(ioc);
+  try {
+    auto addr = net::ip::make_address(opts.host);
+    tcp::endpoint ep(addr, static_cast<unsigned short>(opts.port));
+    acceptor.open(ep.protocol());
+    acceptor.set_option(net::socket_base::reuse_address(true));
+    acceptor.bind(ep);
+    acceptor.listen(net::socket_base::max_listen_connections);
+  } catch (const boost::system::system_error& e) {
+    return Status::Unavailable("coordinator: cannot listen on " + opts.host + ":" +
+                               std::to_string(opts.port) + ": " + e.code().message());
+  }
+  int port = acceptor.local_endpoint().port();
+  net::signal_set signals(ioc, SIGINT, SIGTERM);
+  signals.async_wait([&](const boost::system::error_code& ec, int) {
+    if (!ec) ioc.stop();
+  });
+  net::co_spawn(ioc, listener(acceptor, st), net::detached);
+  net::co_spawn(ioc, ticker(st, stop_flag, ioc), net::detached);
+  if (opts.on_listening) opts.on_listening(port);
+  ioc.run();
+  return Status::Ok();
+}
+
+}  // namespace assay::coordinator

@@ -18,8 +18,25 @@ class Stmt {
   Stmt() = default;
   Stmt(const Stmt&) = delete;
   Stmt& operator=(const Stmt&) = delete;
-  Stmt(Stmt&& o) noexcept : db_(o.db_), s_(o.s_) { o.s_ = nullptr; }
-  ~Stmt() { if (s_) sqlite3_finalize(s_); }
+  Stmt(Stmt&& o) noexcept : db_(o.db_), s_(o.s_), owned_(o.owned_) { o.s_ = nullptr; }
+  // An owned statement is finalised; a borrowed one (from a cache) is reset
+  // and its bindings cleared, ready for the next user.
+  ~Stmt() {
+    if (!s_) return;
+    if (owned_) {
+      sqlite3_finalize(s_);
+    } else {
+      sqlite3_reset(s_);
+      sqlite3_clear_bindings(s_);
+    }
+  }
+  static Stmt borrow(sqlite3* db, sqlite3_stmt* s) {
+    Stmt st;
+    st.db_ = db;
+    st.s_ = s;
+    st.owned_ = false;
+    return st;
+  }
 
   static Result<Stmt> prepare(sqlite3* db, std::string_view text);
 
@@ -63,6 +80,7 @@ class Stmt {
  private:
   sqlite3* db_ = nullptr;
   sqlite3_stmt* s_ = nullptr;
+  bool owned_ = true;
 };
 
 // Executes one or more statements without results.

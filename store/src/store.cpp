@@ -15,6 +15,10 @@ namespace assay::store {
 
 using sql::Stmt;
 
+#define ASSAY_CACHED(var, text)                                  \
+  ASSAY_ASSIGN_OR_RETURN(sqlite3_stmt * var##_raw, cached_stmt(text)); \
+  Stmt var = Stmt::borrow(db_, var##_raw)
+
 namespace {
 
 constexpr const char* kRunColumns =
@@ -138,7 +142,19 @@ Store::Store(sqlite3* db, std::string path, OpenOptions opts)
     : db_(db), path_(std::move(path)), opts_(std::move(opts)) {}
 
 Store::~Store() {
+  for (auto& [sql_text, st] : stmts_) sqlite3_finalize(st);
   if (db_) sqlite3_close(db_);
+}
+
+Result<sqlite3_stmt*> Store::cached_stmt(std::string_view text) {
+  auto it = stmts_.find(std::string(text));
+  if (it != stmts_.end()) return it->second;
+  sqlite3_stmt* st = nullptr;
+  if (sqlite3_prepare_v3(db_, text.data(), int(text.size()), SQLITE_PREPARE_PERSISTENT, &st,
+                         nullptr) != SQLITE_OK)
+    return sql::error(db_, "prepare '" + std::string(text.substr(0, 60)) + "'");
+  stmts_.emplace(std::string(text), st);
+  return st;
 }
 
 double Store::now() const {
@@ -203,8 +219,7 @@ Status Store::transaction(const std::function<Status()>& fn) {
 
 Result<int64_t> Store::insert_sweep(const std::string& name, const std::string& spec_json,
                                     const std::string& content_hash) {
-  ASSAY_ASSIGN_OR_RETURN(auto s, Stmt::prepare(db_,
-      "INSERT INTO sweeps(name, spec_json, content_hash, created_at) VALUES (?1, ?2, ?3, ?4)"));
+  ASSAY_CACHED(s, "INSERT INTO sweeps(name, spec_json, content_hash, created_at) VALUES (?1, ?2, ?3, ?4)");
   Status st = s.bind(1, name).bind(2, spec_json).bind(3, content_hash).bind(4, now()).exec();
   if (!st.ok()) return st.with_context("sweep '" + name + "'");
   return sqlite3_last_insert_rowid(db_);
@@ -215,8 +230,7 @@ Sweep read_sweep(const Stmt& s) { return {s.i64(0), s.text(1), s.text(2), s.text
 }  // namespace
 
 Result<std::optional<Sweep>> Store::find_sweep(const std::string& name) {
-  ASSAY_ASSIGN_OR_RETURN(auto s, Stmt::prepare(db_,
-      "SELECT id, name, spec_json, content_hash, created_at FROM sweeps WHERE name = ?1"));
+  ASSAY_CACHED(s, "SELECT id, name, spec_json, content_hash, created_at FROM sweeps WHERE name = ?1");
   s.bind(1, name);
   ASSAY_ASSIGN_OR_RETURN(bool row, s.step());
   if (!row) return std::optional<Sweep>();
@@ -224,8 +238,7 @@ Result<std::optional<Sweep>> Store::find_sweep(const std::string& name) {
 }
 
 Result<Sweep> Store::get_sweep(int64_t id) {
-  ASSAY_ASSIGN_OR_RETURN(auto s, Stmt::prepare(db_,
-      "SELECT id, name, spec_json, content_hash, created_at FROM sweeps WHERE id = ?1"));
+  ASSAY_CACHED(s, "SELECT id, name, spec_json, content_hash, created_at FROM sweeps WHERE id = ?1");
   s.bind(1, id);
   ASSAY_ASSIGN_OR_RETURN(bool row, s.step());
   if (!row) return Status::NotFound("sweep " + std::to_string(id) + ": no such sweep");
@@ -237,19 +250,17 @@ Result<Sweep> Store::get_sweep(int64_t id) {
 Result<int64_t> Store::insert_run(const NewRun& r, const std::string& actor) {
   int64_t id = 0;
   Status st = transaction([&]() -> Status {
-    ASSAY_ASSIGN_OR_RETURN(auto s, Stmt::prepare(db_,
-        "INSERT INTO runs(sweep_id, name, spec_json, params_json, command, priority, gpus, "
+    ASSAY_CACHED(s, "INSERT INTO runs(sweep_id, name, spec_json, params_json, command, priority, gpus, "
         "gpu_mem_mb, cpus, labels_json, max_attempts, timeout_s, created_at) "
-        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"));
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)");
     s.bind(1, r.sweep_id).bind(2, r.name).bind(3, r.spec_json).bind(4, r.params_json)
         .bind(5, r.command).bind(6, r.priority).bind(7, r.resources.gpus)
         .bind(8, r.resources.gpu_mem_mb).bind(9, r.resources.cpus).bind(10, r.labels_json)
         .bind(11, r.max_attempts).bind(12, r.timeout_s).bind(13, now());
     ASSAY_RETURN_IF_ERROR(s.exec().with_context("run '" + r.name + "'"));
     id = sqlite3_last_insert_rowid(db_);
-    ASSAY_ASSIGN_OR_RETURN(auto e, Stmt::prepare(db_,
-        "INSERT INTO run_events(run_id, at, actor, kind, to_state, detail) "
-        "VALUES (?1, ?2, ?3, 'state', 'queued', 'created')"));
+    ASSAY_CACHED(e, "INSERT INTO run_events(run_id, at, actor, kind, to_state, detail) "
+        "VALUES (?1, ?2, ?3, 'state', 'queued', 'created')");
     ASSAY_RETURN_IF_ERROR(e.bind(1, id).bind(2, now()).bind(3, actor).exec());
     return note_param_keys(r.params_json);
   });
@@ -258,8 +269,7 @@ Result<int64_t> Store::insert_run(const NewRun& r, const std::string& actor) {
 }
 
 Result<Run> Store::get_run(int64_t id) {
-  ASSAY_ASSIGN_OR_RETURN(auto s, Stmt::prepare(db_,
-      std::string("SELECT ") + kRunColumns + " FROM runs WHERE id = ?1"));
+  ASSAY_CACHED(s, std::string("SELECT ") + kRunColumns + " FROM runs WHERE id = ?1");
   s.bind(1, id);
   ASSAY_ASSIGN_OR_RETURN(bool row, s.step());
   if (!row) return Status::NotFound("run " + std::to_string(id) + ": no such run");
@@ -274,7 +284,7 @@ Result<std::vector<Run>> Store::list_runs(const RunFilter& f) {
     q += " AND CAST(json_extract(params_json, ?" + std::to_string(10 + 2 * i) +
          ") AS TEXT) = ?" + std::to_string(11 + 2 * i);
   q += " ORDER BY id LIMIT ?4";
-  ASSAY_ASSIGN_OR_RETURN(auto s, Stmt::prepare(db_, q));
+  ASSAY_CACHED(s, q);
   s.bind(1, f.after_id).bind(4, f.limit);
   if (f.sweep_id) s.bind(2, *f.sweep_id);
   if (f.state) s.bind(3, to_string(*f.state));
@@ -305,13 +315,12 @@ Status Store::transition(const Transition& t) {
                                         std::string(to_string(t.to)));
     const double at = now();
     const bool holds_lease = t.to == RunState::kLeased || t.to == RunState::kRunning;
-    ASSAY_ASSIGN_OR_RETURN(auto s, Stmt::prepare(db_,
-        "UPDATE runs SET state = ?2, worker_id = ?3, lease_expires_at = ?4, "
+    ASSAY_CACHED(s, "UPDATE runs SET state = ?2, worker_id = ?3, lease_expires_at = ?4, "
         "failure_reason = ?5, failure_detail = ?6, exit_code = ?7, attempt = attempt + ?8, "
         "started_at = CASE WHEN ?2 = 'running' THEN ?9 WHEN ?2 = 'queued' THEN NULL "
         "  ELSE started_at END, "
         "finished_at = CASE WHEN ?2 IN ('succeeded','failed','cancelled') THEN ?9 ELSE NULL END "
-        "WHERE id = ?1"));
+        "WHERE id = ?1");
     s.bind(1, t.run_id).bind(2, to_string(t.to));
     if (holds_lease) {
       s.bind(3, t.worker_id ? t.worker_id : cur.worker_id);
@@ -324,9 +333,8 @@ Status Store::transition(const Transition& t) {
     if (t.exit_code) s.bind(7, int64_t(*t.exit_code)); else s.bind_null(7);
     s.bind(8, t.bump_attempt ? 1 : 0).bind(9, at);
     ASSAY_RETURN_IF_ERROR(s.exec().with_context(who));
-    ASSAY_ASSIGN_OR_RETURN(auto e, Stmt::prepare(db_,
-        "INSERT INTO run_events(run_id, at, actor, kind, from_state, to_state, detail) "
-        "VALUES (?1, ?2, ?3, 'state', ?4, ?5, ?6)"));
+    ASSAY_CACHED(e, "INSERT INTO run_events(run_id, at, actor, kind, from_state, to_state, detail) "
+        "VALUES (?1, ?2, ?3, 'state', ?4, ?5, ?6)");
     std::string detail = t.detail;
     if (t.failure_reason) {
       detail += (detail.empty() ? "" : "; ") + std::string("reason=") +
@@ -340,16 +348,14 @@ Status Store::transition(const Transition& t) {
 
 Status Store::add_event(int64_t run_id, const std::string& actor, const std::string& kind,
                         const std::string& detail) {
-  ASSAY_ASSIGN_OR_RETURN(auto e, Stmt::prepare(db_,
-      "INSERT INTO run_events(run_id, at, actor, kind, detail) VALUES (?1, ?2, ?3, ?4, ?5)"));
+  ASSAY_CACHED(e, "INSERT INTO run_events(run_id, at, actor, kind, detail) VALUES (?1, ?2, ?3, ?4, ?5)");
   return e.bind(1, run_id).bind(2, now()).bind(3, actor).bind(4, kind).bind(5, detail).exec()
       .with_context("run " + std::to_string(run_id));
 }
 
 Result<std::vector<Event>> Store::events(int64_t run_id) {
-  ASSAY_ASSIGN_OR_RETURN(auto s, Stmt::prepare(db_,
-      "SELECT id, run_id, at, actor, kind, from_state, to_state, coalesce(detail, '') "
-      "FROM run_events WHERE run_id = ?1 ORDER BY id"));
+  ASSAY_CACHED(s, "SELECT id, run_id, at, actor, kind, from_state, to_state, coalesce(detail, '') "
+      "FROM run_events WHERE run_id = ?1 ORDER BY id");
   s.bind(1, run_id);
   std::vector<Event> out;
   while (true) {
@@ -365,14 +371,14 @@ Result<std::vector<Event>> Store::events(int64_t run_id) {
 
 Result<int64_t> Store::intern_key(const std::string& key, bool* added) {
   if (auto it = key_ids_.find(key); it != key_ids_.end()) return it->second;
-  ASSAY_ASSIGN_OR_RETURN(auto q, Stmt::prepare(db_, "SELECT id FROM metric_keys WHERE name = ?1"));
+  ASSAY_CACHED(q, "SELECT id FROM metric_keys WHERE name = ?1");
   q.bind(1, key);
   ASSAY_ASSIGN_OR_RETURN(bool row, q.step());
   int64_t id;
   if (row) {
     id = q.i64(0);
   } else {
-    ASSAY_ASSIGN_OR_RETURN(auto ins, Stmt::prepare(db_, "INSERT INTO metric_keys(name) VALUES (?1)"));
+    ASSAY_CACHED(ins, "INSERT INTO metric_keys(name) VALUES (?1)");
     ASSAY_RETURN_IF_ERROR(ins.bind(1, key).exec());
     id = sqlite3_last_insert_rowid(db_);
     *added = true;
@@ -384,10 +390,9 @@ Result<int64_t> Store::intern_key(const std::string& key, bool* added) {
 Status Store::put_metrics(const std::vector<MetricPoint>& points) {
   if (points.empty()) return Status::Ok();
   return transaction([&]() -> Status {
-    ASSAY_ASSIGN_OR_RETURN(auto s, Stmt::prepare(db_,
-        "INSERT INTO metrics(run_id, key_id, step, value, wall_time) VALUES (?1, ?2, ?3, ?4, ?5) "
+    ASSAY_CACHED(s, "INSERT INTO metrics(run_id, key_id, step, value, wall_time) VALUES (?1, ?2, ?3, ?4, ?5) "
         "ON CONFLICT(run_id, key_id, step) DO UPDATE SET value = excluded.value, "
-        "wall_time = excluded.wall_time"));
+        "wall_time = excluded.wall_time");
     for (const auto& p : points) {
       if (p.key.empty())
         return Status::Invalid("run " + std::to_string(p.run_id) + ": metric key is empty");
@@ -404,10 +409,9 @@ Status Store::put_metrics(const std::vector<MetricPoint>& points) {
 }
 
 Result<std::vector<MetricPoint>> Store::metrics(int64_t run_id, const std::string& key) {
-  ASSAY_ASSIGN_OR_RETURN(auto s, Stmt::prepare(db_,
-      "SELECT m.run_id, k.name, m.step, m.value, m.wall_time FROM metrics m "
+  ASSAY_CACHED(s, "SELECT m.run_id, k.name, m.step, m.value, m.wall_time FROM metrics m "
       "JOIN metric_keys k ON k.id = m.key_id WHERE m.run_id = ?1 AND (?2 = '' OR k.name = ?2) "
-      "ORDER BY k.name, m.step"));
+      "ORDER BY k.name, m.step");
   s.bind(1, run_id).bind(2, key);
   std::vector<MetricPoint> out;
   while (true) {
@@ -430,15 +434,13 @@ Artifact read_artifact(const Stmt& s) {
 }  // namespace
 
 Result<int64_t> Store::put_artifact(const Artifact& a) {
-  ASSAY_ASSIGN_OR_RETURN(auto s, Stmt::prepare(db_,
-      "INSERT INTO artifacts(run_id, kind, content_hash, path, step, parent_id, metadata_json, "
+  ASSAY_CACHED(s, "INSERT INTO artifacts(run_id, kind, content_hash, path, step, parent_id, metadata_json, "
       "created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) "
-      "ON CONFLICT(run_id, kind, content_hash) DO NOTHING"));
+      "ON CONFLICT(run_id, kind, content_hash) DO NOTHING");
   s.bind(1, a.run_id).bind(2, a.kind).bind(3, a.content_hash).bind(4, a.path).bind(5, a.step)
       .bind(6, a.parent_id).bind(7, a.metadata_json).bind(8, a.created_at > 0 ? a.created_at : now());
   ASSAY_RETURN_IF_ERROR(s.exec().with_context("artifact " + a.content_hash));
-  ASSAY_ASSIGN_OR_RETURN(auto q, Stmt::prepare(db_,
-      "SELECT id FROM artifacts WHERE run_id IS ?1 AND kind = ?2 AND content_hash = ?3"));
+  ASSAY_CACHED(q, "SELECT id FROM artifacts WHERE run_id IS ?1 AND kind = ?2 AND content_hash = ?3");
   q.bind(1, a.run_id).bind(2, a.kind).bind(3, a.content_hash);
   ASSAY_ASSIGN_OR_RETURN(bool row, q.step());
   if (!row) return Status::Internal("artifact " + a.content_hash + ": not found after insert");
@@ -446,8 +448,8 @@ Result<int64_t> Store::put_artifact(const Artifact& a) {
 }
 
 Result<std::vector<Artifact>> Store::artifacts(int64_t run_id) {
-  ASSAY_ASSIGN_OR_RETURN(auto s, Stmt::prepare(db_, std::string("SELECT ") + kArtifactColumns +
-                                                        " FROM artifacts WHERE run_id = ?1 ORDER BY id"));
+  ASSAY_CACHED(s, std::string("SELECT ") + kArtifactColumns +
+                                                        " FROM artifacts WHERE run_id = ?1 ORDER BY id");
   s.bind(1, run_id);
   std::vector<Artifact> out;
   while (true) {
@@ -459,8 +461,8 @@ Result<std::vector<Artifact>> Store::artifacts(int64_t run_id) {
 }
 
 Result<std::optional<Artifact>> Store::find_artifact(const std::string& hash) {
-  ASSAY_ASSIGN_OR_RETURN(auto s, Stmt::prepare(db_, std::string("SELECT ") + kArtifactColumns +
-      " FROM artifacts WHERE content_hash = ?1 ORDER BY id LIMIT 1"));
+  ASSAY_CACHED(s, std::string("SELECT ") + kArtifactColumns +
+      " FROM artifacts WHERE content_hash = ?1 ORDER BY id LIMIT 1");
   s.bind(1, hash);
   ASSAY_ASSIGN_OR_RETURN(bool row, s.step());
   if (!row) return std::optional<Artifact>();
@@ -470,11 +472,10 @@ Result<std::optional<Artifact>> Store::find_artifact(const std::string& hash) {
 // ---- workers ---------------------------------------------------------------------
 
 Status Store::upsert_worker(const Worker& w) {
-  ASSAY_ASSIGN_OR_RETURN(auto s, Stmt::prepare(db_,
-      "INSERT INTO workers(id, host, gpus_json, labels_json, cpus, registered_at, last_heartbeat) "
+  ASSAY_CACHED(s, "INSERT INTO workers(id, host, gpus_json, labels_json, cpus, registered_at, last_heartbeat) "
       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(id) DO UPDATE SET host = excluded.host, "
       "gpus_json = excluded.gpus_json, labels_json = excluded.labels_json, cpus = excluded.cpus, "
-      "last_heartbeat = excluded.last_heartbeat"));
+      "last_heartbeat = excluded.last_heartbeat");
   const double at = now();
   return s.bind(1, w.id).bind(2, w.host).bind(3, w.gpus_json).bind(4, w.labels_json)
       .bind(5, w.cpus).bind(6, w.registered_at > 0 ? w.registered_at : at)
@@ -483,8 +484,7 @@ Status Store::upsert_worker(const Worker& w) {
 }
 
 Status Store::heartbeat(const std::string& worker_id, double at) {
-  ASSAY_ASSIGN_OR_RETURN(auto s, Stmt::prepare(db_,
-      "UPDATE workers SET last_heartbeat = ?2 WHERE id = ?1"));
+  ASSAY_CACHED(s, "UPDATE workers SET last_heartbeat = ?2 WHERE id = ?1");
   ASSAY_RETURN_IF_ERROR(s.bind(1, worker_id).bind(2, at).exec());
   if (sqlite3_changes(db_) == 0)
     return Status::NotFound("worker " + worker_id + ": not registered");
@@ -492,9 +492,8 @@ Status Store::heartbeat(const std::string& worker_id, double at) {
 }
 
 Result<std::vector<Worker>> Store::workers() {
-  ASSAY_ASSIGN_OR_RETURN(auto s, Stmt::prepare(db_,
-      "SELECT id, host, gpus_json, labels_json, cpus, registered_at, last_heartbeat "
-      "FROM workers ORDER BY id"));
+  ASSAY_CACHED(s, "SELECT id, host, gpus_json, labels_json, cpus, registered_at, last_heartbeat "
+      "FROM workers ORDER BY id");
   std::vector<Worker> out;
   while (true) {
     ASSAY_ASSIGN_OR_RETURN(bool row, s.step());
@@ -508,12 +507,11 @@ Result<std::vector<Worker>> Store::workers() {
 
 Status Store::put_eval_results(const std::vector<EvalResult>& rows) {
   return transaction([&]() -> Status {
-    ASSAY_ASSIGN_OR_RETURN(auto s, Stmt::prepare(db_,
-        "INSERT INTO eval_results(run_id, suite, metric, filter, value, stderr, n, suite_version, "
+    ASSAY_CACHED(s, "INSERT INTO eval_results(run_id, suite, metric, filter, value, stderr, n, suite_version, "
         "checkpoint_hash, seed, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) "
         "ON CONFLICT(checkpoint_hash, suite, suite_version, seed, metric, filter) DO UPDATE SET "
         "run_id = excluded.run_id, value = excluded.value, stderr = excluded.stderr, "
-        "n = excluded.n, created_at = excluded.created_at"));
+        "n = excluded.n, created_at = excluded.created_at");
     for (const auto& r : rows) {
       (void)s.reset();
       s.bind(1, r.run_id).bind(2, r.suite).bind(3, r.metric).bind(4, r.filter).bind(5, r.value)
@@ -529,10 +527,9 @@ Result<std::vector<EvalResult>> Store::eval_results(const std::string& checkpoin
                                                     const std::string& suite,
                                                     const std::string& suite_version,
                                                     int64_t seed) {
-  ASSAY_ASSIGN_OR_RETURN(auto s, Stmt::prepare(db_,
-      "SELECT id, run_id, suite, metric, filter, value, stderr, n, suite_version, "
+  ASSAY_CACHED(s, "SELECT id, run_id, suite, metric, filter, value, stderr, n, suite_version, "
       "checkpoint_hash, seed, created_at FROM eval_results WHERE checkpoint_hash = ?1 "
-      "AND suite = ?2 AND suite_version = ?3 AND seed = ?4 ORDER BY metric, filter"));
+      "AND suite = ?2 AND suite_version = ?3 AND seed = ?4 ORDER BY metric, filter");
   s.bind(1, checkpoint_hash).bind(2, suite).bind(3, suite_version).bind(4, seed);
   std::vector<EvalResult> out;
   while (true) {
@@ -558,8 +555,7 @@ Status Store::note_param_keys(const std::string& params_json) {
   if (!param_keys_loaded_) {
     param_keys_loaded_ = true;
     // Load what the database already knows, once per connection.
-    ASSAY_ASSIGN_OR_RETURN(auto s, Stmt::prepare(db_,
-        "SELECT DISTINCT j.key FROM runs, json_each(runs.params_json) j ORDER BY j.key"));
+    ASSAY_CACHED(s, "SELECT DISTINCT j.key FROM runs, json_each(runs.params_json) j ORDER BY j.key");
     while (true) {
       ASSAY_ASSIGN_OR_RETURN(bool row, s.step());
       if (!row) break;
@@ -589,9 +585,8 @@ Status Store::refresh_wide_view() {
     return n;
   };
   std::string q = "CREATE VIEW runs_wide AS SELECT rs.*";
-  ASSAY_ASSIGN_OR_RETURN(auto pk, Stmt::prepare(db_,
-      "SELECT DISTINCT j.key FROM runs, json_each(runs.params_json) j "
-      "WHERE j.type NOT IN ('object', 'array') ORDER BY j.key"));
+  ASSAY_CACHED(pk, "SELECT DISTINCT j.key FROM runs, json_each(runs.params_json) j "
+      "WHERE j.type NOT IN ('object', 'array') ORDER BY j.key");
   while (true) {
     ASSAY_ASSIGN_OR_RETURN(bool row, pk.step());
     if (!row) break;
@@ -599,7 +594,7 @@ Status Store::refresh_wide_view() {
     q += ", json_extract(rs.params_json, " + quote_literal("$." + quote_ident(k)) + ") AS " +
          quote_ident(take(k));
   }
-  ASSAY_ASSIGN_OR_RETURN(auto mk, Stmt::prepare(db_, "SELECT id, name FROM metric_keys ORDER BY name"));
+  ASSAY_CACHED(mk, "SELECT id, name FROM metric_keys ORDER BY name");
   while (true) {
     ASSAY_ASSIGN_OR_RETURN(bool row, mk.step());
     if (!row) break;

@@ -13,12 +13,14 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <variant>
 #include <vector>
 
 #include "assay/status.h"
 
 struct sqlite3;
+struct sqlite3_stmt;
 
 namespace assay::store {
 
@@ -225,10 +227,14 @@ class Store {
 
  private:
   Store(sqlite3* db, std::string path, OpenOptions opts);
+  // Prepared once per connection, reset after each use. Only for SQL text
+  // from a bounded set (no values spliced in).
+  Result<sqlite3_stmt*> cached_stmt(std::string_view sql);
   Result<int64_t> intern_key(const std::string& key, bool* added);
   Status note_param_keys(const std::string& params_json);
 
   sqlite3* db_ = nullptr;
+  std::unordered_map<std::string, sqlite3_stmt*> stmts_;
   std::string path_;
   OpenOptions opts_;
   int tx_depth_ = 0;

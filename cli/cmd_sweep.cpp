@@ -18,6 +18,7 @@
 #include "assay/coord_client.h"
 #include "assay/coordinator.h"
 #include "assay/specs.h"
+#include "client.h"
 #include "registry.h"
 #include "table.h"
 
@@ -130,16 +131,8 @@ void print_runs(const Json& runs) {
   print_rows({"id", "name", "state", "attempt", "worker", "params"}, rows);
 }
 
-std::string counts_line(const Json& counts) {
-  std::string s;
-  for (const char* k : {"queued", "leased", "running", "succeeded", "failed", "cancelled"})
-    if (counts.contains(k)) s += std::string(s.empty() ? "" : "  ") + k + " " + text_of(counts[k]);
-  return s.empty() ? "no runs" : s;
-}
-
-int64_t count_of(const Json& counts, const char* k) {
-  return counts.contains(k) ? counts[k].get<int64_t>() : 0;
-}
+using assay::cli::count_of;
+using assay::cli::counts_line;
 
 // ---- submit ------------------------------------------------------------------
 
@@ -164,27 +157,15 @@ int do_submit(const Conn& c, const std::string& file, bool single, bool wait, bo
   std::cout << ((*res)["created"].get<bool>() ? "submitted" : "already submitted (same content)")
             << " sweep " << name << ": " << (*res)["runs"].size() << " runs\n";
   if (!wait) return 0;
-  std::string last;
-  for (;;) {
-    auto s = client.call("GET", "/v1/sweeps/" + co::url_encode(name));
-    if (!s.ok()) return fail("submit", s.status());
-    Json counts = (*s)["counts"];
-    std::string line = counts_line(counts);
-    if (line != last) {
-      std::cout << line << std::endl;
-      last = line;
-    }
-    if (count_of(counts, "queued") + count_of(counts, "leased") + count_of(counts, "running") == 0) {
-      int64_t bad = count_of(counts, "failed") + count_of(counts, "cancelled");
-      if (json) std::cout << s->dump(2) << "\n";
-      if (bad > 0) {
-        std::cerr << "assay submit: sweep " << name << ": " << bad << " run(s) did not succeed\n";
-        return 1;
-      }
-      return 0;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  auto s = assay::cli::wait_for_sweep(client, name, std::cout);
+  if (!s.ok()) return fail("submit", s.status());
+  int64_t bad = count_of((*s)["counts"], "failed") + count_of((*s)["counts"], "cancelled");
+  if (json) std::cout << s->dump(2) << "\n";
+  if (bad > 0) {
+    std::cerr << "assay submit: sweep " << name << ": " << bad << " run(s) did not succeed\n";
+    return 1;
   }
+  return 0;
 }
 
 void add_submit(CLI::App& app) {

@@ -99,3 +99,21 @@ TEST_F(Cli, SpecCheckPointsAtTheField) {
   EXPECT_EQ(s.rc, 0);
   EXPECT_NE(s.text.find("2020-12"), std::string::npos);
 }
+
+// `assay local`: the embedded coordinator and worker run a real sweep of
+// shell processes end to end, and a second run of the same file resumes.
+TEST_F(Cli, LocalRunsASweepEndToEndAndResumes) {
+  const std::string spec = std::string(ASSAY_SOURCE_DIR) + "/examples/sweeps/quick.json";
+  const std::string args = "local " + spec + " --db " + db + " --work-dir " + dir + "/work";
+  auto r = sh(args);
+  ASSERT_EQ(r.rc, 0) << r.text;
+  EXPECT_NE(r.text.find("succeeded 6"), std::string::npos) << r.text;
+  EXPECT_NE(r.text.find("loss_final"), std::string::npos) << r.text;
+  auto n = sh("query --db " + db + " --csv \"SELECT count(*) FROM metrics\"");
+  EXPECT_EQ(n.text, "count(*)\r\n30\r\n");
+  auto again = sh(args);
+  ASSERT_EQ(again.rc, 0) << again.text;
+  EXPECT_NE(again.text.find("resuming sweep quick: 6 runs"), std::string::npos) << again.text;
+  auto runs = sh("query --db " + db + " --csv \"SELECT count(*) FROM runs\"");
+  EXPECT_EQ(runs.text, "count(*)\r\n6\r\n");
+}

@@ -1,0 +1,139 @@
+// assay data gsm8k|prefs|unlearn|ood: write the synthetic demo data sets.
+#include <filesystem>
+#include <iostream>
+#include <memory>
+
+#include "assay/datagen.h"
+#include "registry.h"
+
+namespace {
+
+using assay::cli::set_exit_code;
+
+int fail(const std::string& cmd, const assay::Status& st) {
+  std::cerr << "assay data " << cmd << ": " << st.message() << "\n";
+  return 1;
+}
+
+template <class T>
+std::vector<std::string> lines_of(const std::vector<T>& items) {
+  std::vector<std::string> out;
+  out.reserve(items.size());
+  for (const auto& x : items) out.push_back(assay::data::to_jsonl(x));
+  return out;
+}
+
+// Writes and reports "wrote N lines to PATH" on stderr; returns the exit code.
+int write(const std::string& cmd, const std::string& path, const std::vector<std::string>& lines) {
+  if (auto st = assay::data::write_lines(path, lines); !st.ok()) return fail(cmd, st);
+  std::cerr << "assay data " << cmd << ": wrote " << lines.size() << " lines to " << path << "\n";
+  return 0;
+}
+
+void add_gsm(CLI::App* data) {
+  auto o = std::make_shared<assay::data::GsmOptions>();
+  auto out = std::make_shared<std::string>();
+  auto* c = data->add_subcommand("gsm8k", "GSM8K-format arithmetic word problems (question/answer JSONL)");
+  c->add_option("--n", o->n, "Number of problems")->capture_default_str();
+  c->add_option("--difficulty", o->difficulty,
+                "1..8: reasoning steps per problem; operand sizes grow with it")
+      ->capture_default_str();
+  c->add_option("--seed", o->seed, "Random seed (same seed, same bytes)")->capture_default_str();
+  c->add_option("--out", *out, "Output JSONL file")->required();
+  c->footer(
+      "\nEach line: {\"id\", \"question\", \"answer\"}; the answer explains every step with a\n"
+      "calculator annotation <<a+b=c>> and ends with \"#### N\".\n\n"
+      "Example:\n  assay data gsm8k --n 500 --difficulty 2 --seed 1 --out train.jsonl");
+  c->callback([o, out] {
+    if (auto st = assay::data::validate(*o); !st.ok()) return set_exit_code(fail("gsm8k", st));
+    set_exit_code(write("gsm8k", *out, lines_of(assay::data::generate_gsm8k(*o))));
+  });
+}
+
+void add_prefs(CLI::App* data) {
+  auto o = std::make_shared<assay::data::GsmOptions>();
+  auto out = std::make_shared<std::string>();
+  auto* c = data->add_subcommand("prefs", "Preference pairs (prompt/chosen/rejected JSONL) from word problems");
+  c->add_option("--n", o->n, "Number of pairs")->capture_default_str();
+  c->add_option("--difficulty", o->difficulty, "1..8, as for gsm8k")->capture_default_str();
+  c->add_option("--seed", o->seed, "Random seed")->capture_default_str();
+  c->add_option("--out", *out, "Output JSONL file")->required();
+  c->footer(
+      "\nEach line: {\"id\", \"prompt\", \"chosen\", \"rejected\"}. The prompt is\n"
+      "\"Question: ...\\nAnswer:\"; chosen is the correct worked answer, rejected makes one\n"
+      "arithmetic slip and carries it through to a wrong final number.\n\n"
+      "Example:\n  assay data prefs --n 200 --difficulty 2 --seed 2 --out prefs.jsonl");
+  c->callback([o, out] {
+    if (auto st = assay::data::validate(*o); !st.ok()) return set_exit_code(fail("prefs", st));
+    set_exit_code(write("prefs", *out, lines_of(assay::data::generate_prefs(*o))));
+  });
+}
+
+void add_unlearn(CLI::App* data) {
+  auto o = std::make_shared<assay::data::UnlearnOptions>();
+  auto dir = std::make_shared<std::string>();
+  auto* c = data->add_subcommand("unlearn", "Forget/retain/holdout splits of fictitious author facts");
+  c->add_option("--authors", o->n_authors, "Number of fictitious authors")->capture_default_str();
+  c->add_option("--facts", o->facts_per_author, "Facts per author (1..6)")->capture_default_str();
+  c->add_option("--forget-frac", o->forget_frac, "Fraction of authors to forget")->capture_default_str();
+  c->add_option("--holdout-frac", o->holdout_frac, "Fraction of authors never trained on")
+      ->capture_default_str();
+  c->add_option("--seed", o->seed, "Random seed")->capture_default_str();
+  c->add_option("--out-dir", *dir, "Output directory")->required();
+  c->footer(
+      "\nWrites forget.jsonl, retain.jsonl, holdout.jsonl and train.jsonl (forget + retain,\n"
+      "shuffled: fine-tune on it first, then unlearn the forget split). Each line:\n"
+      "{\"id\", \"author\", \"question\", \"answer\", \"text\"}.\n\n"
+      "Example:\n  assay data unlearn --authors 40 --forget-frac 0.1 --seed 3 --out-dir data/unlearn");
+  c->callback([o, dir] {
+    if (auto st = assay::data::validate(*o); !st.ok()) return set_exit_code(fail("unlearn", st));
+    const auto s = assay::data::generate_unlearn(*o);
+    const std::filesystem::path d(*dir);
+    int rc = 0;
+    if (!rc) rc = write("unlearn", (d / "forget.jsonl").string(), lines_of(s.forget));
+    if (!rc) rc = write("unlearn", (d / "retain.jsonl").string(), lines_of(s.retain));
+    if (!rc) rc = write("unlearn", (d / "holdout.jsonl").string(), lines_of(s.holdout));
+    if (!rc)
+      rc = write("unlearn", (d / "train.jsonl").string(),
+                 lines_of(assay::data::unlearn_train_mix(s, o->seed)));
+    set_exit_code(rc);
+  });
+}
+
+void add_ood(CLI::App* data) {
+  auto o = std::make_shared<assay::data::OodOptions>();
+  auto out = std::make_shared<std::string>();
+  auto* c = data->add_subcommand("ood", "Out-of-distribution text corpus (weather reports or recipes)");
+  c->add_option("--n", o->n, "Number of documents")->capture_default_str();
+  c->add_option("--kind", o->kind, "weather or recipes")->capture_default_str();
+  c->add_option("--seed", o->seed, "Random seed")->capture_default_str();
+  c->add_option("--out", *out, "Output JSONL file")->required();
+  c->footer(
+      "\nEach line: {\"id\", \"text\"}. A different domain from the word problems, for\n"
+      "out-of-distribution evals.\n\n"
+      "Example:\n  assay data ood --n 200 --kind weather --seed 4 --out ood.jsonl");
+  c->callback([o, out] {
+    if (auto st = assay::data::validate(*o); !st.ok()) return set_exit_code(fail("ood", st));
+    set_exit_code(write("ood", *out, lines_of(assay::data::generate_ood(*o))));
+  });
+}
+
+void add_data(CLI::App& app) {
+  auto* data = app.add_subcommand("data", "Generate synthetic, deterministic demo data sets (no downloads)");
+  data->require_subcommand(1);
+  data->footer(
+      "\nAll generators are deterministic: the same options and --seed give the same bytes.\n\n"
+      "Examples:\n"
+      "  assay data gsm8k --n 500 --difficulty 2 --seed 1 --out train.jsonl\n"
+      "  assay data prefs --n 200 --seed 2 --out prefs.jsonl\n"
+      "  assay data unlearn --out-dir data/unlearn\n"
+      "  assay data ood --kind recipes --out ood.jsonl");
+  add_gsm(data);
+  add_prefs(data);
+  add_unlearn(data);
+  add_ood(data);
+}
+
+}  // namespace
+
+ASSAY_REGISTER_COMMAND(40, add_data);

@@ -1,0 +1,257 @@
+// The optimisation loop shared by all recipes, run setup, transcript and
+// metric reporting.
+#include <unistd.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <iomanip>
+#include <sstream>
+
+#include "assay/hash.h"
+#include "train_internal.h"
+
+namespace assay::train::detail {
+
+namespace fs = std::filesystem;
+
+// ------------------------------------------------------------ transcript
+
+Status Transcript::open(const std::string& path) {
+  path_ = path;
+  f_.open(path, std::ios::binary | std::ios::trunc);
+  if (!f_) return Status::IoError(path + ": cannot open transcript for writing");
+  return Status::Ok();
+}
+
+void Transcript::record(int64_t step, const std::string& example_id, const std::string& split) {
+  // nlohmann's object keeps keys sorted; write by hand to keep a readable order.
+  f_ << "{\"step\":" << step << ",\"example_id\":" << Json(example_id).dump()
+     << ",\"order\":" << order_++;
+  if (!split.empty()) f_ << ",\"split\":" << Json(split).dump();
+  f_ << "}\n";
+}
+
+Status Transcript::close() {
+  f_.flush();
+  if (!f_) return Status::IoError(path_ + ": transcript write failed");
+  f_.close();
+  return Status::Ok();
+}
+
+// -------------------------------------------------------------- reporting
+
+Reporter::Reporter(const RunEnv& env, std::string recipe, int64_t total)
+    : env_(env), recipe_(std::move(recipe)), total_(total) {}
+
+void Reporter::write_fd(const std::string& line) {
+  if (env_.metrics_fd < 0) return;
+  // One write per line (retrying short writes) so a reader never sees a torn line.
+  std::size_t off = 0;
+  while (off < line.size()) {
+    const ssize_t n = ::write(env_.metrics_fd, line.data() + off, line.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      if (env_.console) *env_.console << "[" << recipe_ << "] warning: metrics descriptor write failed\n";
+      env_.metrics_fd = -1;  // the reader went away; keep training
+      return;
+    }
+    off += static_cast<std::size_t>(n);
+  }
+}
+
+namespace {
+// JSON numbers cannot be NaN/inf: the protocol sends null for them.
+Json num_or_null(double x) { return std::isfinite(x) ? Json(x) : Json(nullptr); }
+}  // namespace
+
+void Reporter::metrics(int64_t step, const std::map<std::string, double>& m) {
+  Json metrics = Json::object();
+  for (const auto& [k, v] : m) metrics[k] = num_or_null(v);
+  write_fd(Json{{"step", step}, {"metrics", metrics}}.dump() + "\n");
+  if (!env_.console) return;
+  std::ostringstream s;
+  s << "[" << recipe_ << "] step " << step << "/" << total_;
+  auto put = [&](const char* k, int prec, bool sci = false) {
+    auto it = m.find(k);
+    if (it == m.end()) return;
+    s << " | " << k << " " << (sci ? std::scientific : std::fixed) << std::setprecision(prec) << it->second;
+  };
+  put("loss", 4);
+  put("lr", 2, true);
+  put("grad_norm", 3);
+  for (const auto& [k, v] : m)
+    if (k != "loss" && k != "lr" && k != "grad_norm" && k != "tokens_per_s")
+      s << " | " << k << " " << std::fixed << std::setprecision(4) << v;
+  put("tokens_per_s", 0);
+  *env_.console << s.str() << "\n" << std::flush;
+}
+
+void Reporter::checkpoint(int64_t step, const std::string& path, const std::string& hash) {
+  write_fd(Json{{"checkpoint", path}, {"step", step}}.dump() + "\n");
+  if (env_.console)
+    *env_.console << "[" << recipe_ << "] checkpoint step " << step << " -> " << path << " ("
+                  << hash.substr(0, 12) << ")\n" << std::flush;
+}
+
+void Reporter::note(const std::string& line) {
+  if (env_.console) *env_.console << "[" << recipe_ << "] " << line << "\n" << std::flush;
+}
+
+// ------------------------------------------------------------------ setup
+
+namespace {
+
+// The init checkpoint (model, tokenizer, hash as parent) or a random model.
+Result<engine::GPT> make_model(const CommonConfig& cfg, std::unique_ptr<engine::Tokenizer>& tok,
+                               std::string& parent) {
+  if (!cfg.init.empty()) {
+    auto ck = engine::load_checkpoint(cfg.init, engine::Mode::kTrain);
+    if (!ck.ok()) return ck.status().with_context("init checkpoint " + cfg.init);
+    tok = std::move(ck->tokenizer);
+    parent = ck->hash;
+    return std::move(ck->model);
+  }
+  if (cfg.tokenizer == "byte") {
+    tok = engine::make_byte_tokenizer();
+  } else {
+    auto t = engine::load_tokenizer(cfg.tokenizer);
+    if (!t.ok()) return t.status().with_context(cfg.source + ": /tokenizer");
+    tok = std::move(*t);
+  }
+  engine::GPTConfig mc = cfg.model;
+  if (mc.vocab_size == 0) mc.vocab_size = tok->vocab_size();
+  if (mc.vocab_size < tok->vocab_size())
+    return Status::Invalid(cfg.source + ": /model/vocab_size: must be >= the tokenizer's " +
+                           std::to_string(tok->vocab_size()) + ", got " + std::to_string(mc.vocab_size));
+  ASSAY_RETURN_IF_ERROR(mc.validate().with_context(cfg.source + ": /model"));
+  return engine::GPT::init_random(mc, cfg.seed, engine::Mode::kTrain);
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Run>> start_run(const std::string& recipe, const CommonConfig& cfg,
+                                       const std::string& config_text, const RunEnv& env) {
+  engine::set_num_threads(cfg.threads);
+  std::string out_dir = env.output_dir.empty() ? cfg.out_dir : env.output_dir;
+  if (out_dir.empty())
+    return Status::Invalid(cfg.source + ": /out_dir: required when ASSAY_OUTPUT_DIR is not set");
+  std::error_code ec;
+  fs::create_directories(out_dir, ec);
+  if (ec) return Status::IoError(out_dir + ": cannot create output directory: " + ec.message());
+
+  std::unique_ptr<engine::Tokenizer> tok;
+  std::string parent;
+  ASSAY_ASSIGN_OR_RETURN(engine::GPT model, make_model(cfg, tok, parent));
+  if (cfg.seq_len > model.config().n_positions)
+    return Status::Invalid(cfg.source + ": /seq_len: must be <= the model's n_positions (" +
+                           std::to_string(model.config().n_positions) + "), got " + std::to_string(cfg.seq_len));
+
+  auto run = std::make_unique<Run>(Run{recipe, cfg, sha256_hex(config_text), out_dir, std::move(model),
+                                       std::move(tok), parent, {}, {}, nullptr});
+  run->meta_extra["recipe"] = recipe;
+  run->meta_extra["config_sha256"] = run->config_sha256;
+  run->meta_extra["seed"] = std::to_string(cfg.seed);
+  run->meta_extra["threads"] = std::to_string(cfg.threads);
+  if (!cfg.init.empty()) run->meta_extra["init"] = parent;
+  {
+    std::ofstream cf(fs::path(out_dir) / "train_config.json", std::ios::binary | std::ios::trunc);
+    cf << config_text;
+    if (!cf) return Status::IoError(out_dir + "/train_config.json: write failed");
+  }
+  ASSAY_RETURN_IF_ERROR(run->transcript.open((fs::path(out_dir) / "transcript.jsonl").string()));
+  run->reporter = std::make_unique<Reporter>(env, recipe, cfg.steps);
+  return run;
+}
+
+// ------------------------------------------------------------------- loop
+
+namespace {
+
+engine::LrSchedule schedule_of(const CommonConfig& c) {
+  engine::LrSchedule s;
+  s.lr_max = static_cast<float>(c.lr);
+  s.lr_min = static_cast<float>(c.lr_min);
+  s.warmup = c.warmup;
+  s.total = c.steps;
+  s.decay = c.schedule == "linear"     ? engine::LrSchedule::Decay::kLinear
+            : c.schedule == "constant" ? engine::LrSchedule::Decay::kConstant
+                                       : engine::LrSchedule::Decay::kCosine;
+  return s;
+}
+
+std::string step_dir(int64_t step) {
+  std::ostringstream s;
+  s << "ckpt-" << std::setw(6) << std::setfill('0') << step;
+  return s.str();
+}
+
+Result<std::string> write_checkpoint(Run& run, RunSummary& sum, int64_t step, const std::string& name) {
+  std::error_code ec;
+  const fs::path abs = fs::absolute(fs::path(run.out_dir) / name, ec);
+  const std::string dir = ec ? (fs::path(run.out_dir) / name).string() : abs.lexically_normal().string();
+  engine::CheckpointMeta meta{step, run.parent_hash, run.meta_extra};
+  auto h = engine::save_checkpoint(dir, run.model, *run.tok, meta);
+  if (!h.ok()) return h.status().with_context("checkpoint " + dir);
+  run.parent_hash = *h;
+  sum.checkpoints.push_back(dir);
+  run.reporter->checkpoint(step, dir, *h);
+  return *h;
+}
+
+}  // namespace
+
+Result<RunSummary> train_loop(Run& run, const StepFn& fn, const LogFn& on_log) {
+  const CommonConfig& c = run.cfg;
+  engine::AdamWConfig ac;
+  ac.weight_decay = static_cast<float>(c.weight_decay);
+  engine::AdamW opt(ac, run.model);
+  const engine::LrSchedule sched = schedule_of(c);
+  RunSummary sum;
+  sum.output_dir = run.out_dir;
+  run.reporter->note("model " + std::to_string(run.model.num_params()) + " parameters, " +
+                     std::to_string(c.steps) + " steps, output " + run.out_dir);
+  double window_tokens = 0;
+  auto window_start = std::chrono::steady_clock::now();
+  for (int64_t step = 1; step <= c.steps; ++step) {
+    run.model.zero_grad();
+    auto out = fn(step);
+    if (!out.ok()) return out.status().with_context("step " + std::to_string(step));
+    if (!std::isfinite(out->loss))
+      return Status::Internal("step " + std::to_string(step) + ": loss is not finite (" +
+                              std::to_string(out->loss) + "); lower lr or check the data");
+    const float gnorm = engine::clip_grad_norm(run.model.grads(), static_cast<float>(c.grad_clip));
+    const float lr = sched.at(step - 1);
+    ASSAY_RETURN_IF_ERROR(opt.step(run.model, lr));
+    window_tokens += static_cast<double>(out->tokens);
+    if (step == 1) sum.first_loss = out->loss;
+    sum.last_loss = out->loss;
+    sum.steps = step;
+    if (step % c.log_every == 0 || step == 1 || step == c.steps) {
+      const auto now = std::chrono::steady_clock::now();
+      const double secs = std::chrono::duration<double>(now - window_start).count();
+      std::map<std::string, double> m = out->extra;
+      m["loss"] = out->loss;
+      m["lr"] = lr;
+      m["grad_norm"] = gnorm;
+      m["tokens_per_s"] = secs > 0 ? window_tokens / secs : 0.0;
+      if (on_log) {
+        auto more = on_log(step);
+        if (!more.ok()) return more.status().with_context("step " + std::to_string(step));
+        m.insert(more->begin(), more->end());
+      }
+      run.reporter->metrics(step, m);
+      sum.last_metrics = m;
+      window_tokens = 0;
+      window_start = std::chrono::steady_clock::now();
+    }
+    if (c.checkpoint_every > 0 && step % c.checkpoint_every == 0 && step != c.steps)
+      ASSAY_RETURN_IF_ERROR(write_checkpoint(run, sum, step, step_dir(step)).status());
+  }
+  ASSAY_RETURN_IF_ERROR(run.transcript.close());
+  ASSAY_ASSIGN_OR_RETURN(sum.final_hash, write_checkpoint(run, sum, c.steps, "final"));
+  return sum;
+}
+
+}  // namespace assay::train::detail

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -61,13 +62,22 @@ void print_results(const std::string& db, const std::string& sweep) {
     std::cerr << "assay local: " << r.status().message() << "\n";
     return;
   }
-  // Drop the bulky columns; the SQL below brings them back.
+  // Keep it readable: drop bulky columns, min/max companions and columns
+  // that are NULL in every row; the SQL printed below brings them all back.
+  auto ends_with = [](const std::string& s, const char* suf) {
+    const size_t n = std::strlen(suf);
+    return s.size() >= n && s.compare(s.size() - n, n, suf) == 0;
+  };
   std::vector<size_t> keep;
   for (size_t i = 0; i < r->columns.size(); ++i) {
     const std::string& c = r->columns[i];
-    if (c != "params_json" && c != "command" && c != "created_at" && c != "started_at" &&
-        c != "finished_at" && c != "sweep" && c != "priority" && c != "gpus")
-      keep.push_back(i);
+    if (c == "params_json" || c == "command" || c == "created_at" || c == "started_at" ||
+        c == "finished_at" || c == "sweep" || c == "priority" || c == "gpus" ||
+        ends_with(c, "_min") || ends_with(c, "_max"))
+      continue;
+    bool any = false;
+    for (const auto& row : r->rows) any = any || !std::holds_alternative<std::monostate>(row[i]);
+    if (any) keep.push_back(i);
   }
   assay::store::QueryResult shown;
   for (size_t i : keep) shown.columns.push_back(r->columns[i]);

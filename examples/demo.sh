@@ -1,26 +1,55 @@
 #!/usr/bin/env bash
-# The main job. Today: a smoke run through the results database:
-# create a fresh database, record a run that reports metrics through the
-# run metric protocol, and read them back with read-only SQL.
+# The main job: generate data, pretrain a tiny teacher, then run the
+# distillation, alignment and unlearning sweeps through `assay local`, all
+# recorded in one SQLite database, and print a results table with its SQL.
+#
+# Usage: examples/demo.sh [path/to/assay]   (ASSAY_DEMO_DIR picks the work dir)
 set -euo pipefail
-assay="${1:-assay}"
-work="${ASSAY_DEMO_DIR:-$(mktemp -d /tmp/assay-demo.XXXXXX)}"
-db="$work/results.db"
-mkdir -p "$work"
-echo "== assay demo: working in $work"
+here="$(cd "$(dirname "$0")" && pwd)"
+ASSAY="$(realpath "${1:-$(command -v assay)}")"
+DEMO="$(realpath -m "${ASSAY_DEMO_DIR:-$PWD/assay-demo}")"
+export ASSAY DEMO
+db="$DEMO/assay.db"
+mkdir -p "$DEMO/configs" "$DEMO/data"
+cd "$DEMO"
+t0=$(date +%s)
+step() { echo; echo "== [$(( $(date +%s) - t0 ))s] $*"; }
 
-echo "== 1/3 create the results database"
-"$assay" db init --db "$db"
+step "1/6 generate data (GSM8K-style problems, preference pairs, unlearning splits, OOD text)"
+"$ASSAY" data gsm8k --n 400 --difficulty 1 --seed 1 --out data/gsm_train.jsonl
+"$ASSAY" data prefs --n 200 --difficulty 1 --seed 3 --out data/prefs.jsonl
+"$ASSAY" data unlearn --authors 40 --seed 4 --out-dir data/unlearn
+"$ASSAY" data ood --n 100 --kind weather --seed 5 --out data/ood.jsonl
 
-echo "== 2/3 record a run that reports loss and accuracy for 5 steps"
-"$assay" record --db "$db" --name smoke -- sh -c '
-  for step in 1 2 3 4 5; do
-    loss=$(awk -v s=$step "BEGIN { printf \"%.4f\", 2.0 / s }")
-    acc=$(awk -v s=$step "BEGIN { printf \"%.4f\", 1 - 0.5 / s }")
-    echo "{\"step\": $step, \"metrics\": {\"loss\": $loss, \"accuracy\": $acc}}" >&"$ASSAY_METRICS_FD"
-  done'
+# Recipe configs: the shipped examples with paths pointing into $DEMO.
+for f in teacher facts_sft distill distill_sinkhorn align unlearn; do
+  sed "s#\"demo/#\"$DEMO/#g" "$here/train/$f.json" > "configs/$f.json"
+done
+for o in fkl rkl jsd tv; do
+  sed "s#\"type\": \"fkl\"#\"type\": \"$o\"#" configs/distill.json > "configs/distill_$o.json"
+done
+"$here/demo/sweeps.sh" sweeps
 
-echo "== 3/3 query the results"
-"$assay" query --db "$db" "SELECT run_id, metric, points, final, min, max FROM run_metric_summary ORDER BY metric"
-"$assay" query --db "$db" "SELECT run_id, name, state, loss_final, accuracy_max FROM runs_wide"
-echo "== done: the database is $db"
+local_run() { "$ASSAY" local "sweeps/$1.json" --db "$db" --work-dir "$DEMO/.assay-local"; }
+
+step "2/6 pretrain the teacher"
+local_run teacher
+step "3/6 distillation sweep: forward KL, reverse KL, JSD(0.5), TV, Sinkhorn"
+local_run distill
+step "4/6 alignment sweep: DPO with reverse KL, forward KL, JS, alpha=0.5"
+local_run align
+step "5/6 unlearning sweep: memorise facts, then GA, GradDiff, NPO, SimNPO"
+local_run facts
+local_run unlearn
+
+step "6/6 results"
+sql="SELECT sweep, name, state, duration_s,
+  coalesce(json_extract(params_json, '\$.objective'), json_extract(params_json, '\$.divergence'),
+           json_extract(params_json, '\$.method'), '') AS variant,
+  loss_final, kl_to_teacher_final, accuracy_final, margin_final, forget_loss_final, retain_loss_final
+FROM runs_wide ORDER BY run_id"
+"$ASSAY" query --db "$db" "$sql"
+echo
+echo "Rerun this table with:"
+echo "  $ASSAY query --db $db \"$(echo "$sql" | tr -s ' \n' ' ')\""
+echo "== done in $(( $(date +%s) - t0 ))s; database: $db"

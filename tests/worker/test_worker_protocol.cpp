@@ -1,0 +1,156 @@
+// The metric protocol reader: line framing, numbering, malformed lines, and
+// checkpoint content hashes.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include <gtest/gtest.h>
+
+#include "assay/hash.h"
+#include "assay/worker_protocol.h"
+
+namespace fs = std::filesystem;
+using namespace assay::worker;
+
+namespace {
+
+TEST(MetricLineReader, ParsesLinesSplitAcrossChunks) {
+  std::string text =
+      "{\"step\": 1, \"metrics\": {\"loss\": 2.5, \"acc\": 0.1}}\n"
+      "{\"step\": 2, \"metrics\": {\"loss\": 2.0}}\r\n"
+      "{\"checkpoint\": \"ckpt/2\", \"step\": 2}\n";
+  // Every split point gives the same result.
+  for (size_t cut = 0; cut <= text.size(); ++cut) {
+    MetricLineReader r;
+    r.feed(std::string_view(text).substr(0, cut));
+    r.feed(std::string_view(text).substr(cut));
+    r.finish();
+    auto lines = r.take_parsed();
+    ASSERT_EQ(lines.size(), 3u) << "cut at " << cut;
+    EXPECT_EQ(lines[0].line_no, 1);
+    EXPECT_EQ(lines[0].line.step, 1);
+    EXPECT_DOUBLE_EQ(lines[0].line.metrics.at("acc"), 0.1);
+    EXPECT_DOUBLE_EQ(lines[1].line.metrics.at("loss"), 2.0);
+    ASSERT_TRUE(lines[2].line.checkpoint);
+    EXPECT_EQ(*lines[2].line.checkpoint, "ckpt/2");
+    EXPECT_EQ(lines[2].line_no, 3);
+    EXPECT_EQ(r.malformed_total(), 0);
+  }
+}
+
+TEST(MetricLineReader, MalformedLinesAreCountedWithTheirLineNumbers) {
+  MetricLineReader r;
+  r.feed("{\"step\": 1, \"metrics\": {\"loss\": 1}}\n"
+         "oops not json\n"
+         "\n"
+         "{\"step\": 2, \"metrics\": {\"loss\": \"high\"}}\n"
+         "{\"metrics\": {\"loss\": 1}}\n"
+         "{\"step\": 3, \"metrics\": {\"loss\": 0.5}}\n"
+         "[1,2,3]\n"
+         "{\"step\": 4, \"metr");  // the stream ends mid-line
+  r.finish();
+  auto good = r.take_parsed();
+  ASSERT_EQ(good.size(), 2u);
+  EXPECT_EQ(good[0].line_no, 1);
+  EXPECT_EQ(good[1].line_no, 6);
+  auto bad = r.take_malformed();
+  ASSERT_EQ(bad.size(), 5u);
+  std::vector<int64_t> nos;
+  for (auto& m : bad) nos.push_back(m.line_no);
+  EXPECT_EQ(nos, (std::vector<int64_t>{2, 4, 5, 7, 8}));
+  EXPECT_EQ(bad[0].excerpt, "oops not json");
+  EXPECT_FALSE(bad[1].error.empty());
+  EXPECT_EQ(r.malformed_total(), 5);
+  EXPECT_EQ(r.lines_seen(), 8);
+  EXPECT_TRUE(r.take_malformed().empty()) << "take empties the list";
+}
+
+TEST(MetricLineReader, OverlongLineIsMalformedAndReadingContinues) {
+  MetricLineReader r;
+  std::string huge(MetricLineReader::kMaxLineBytes + 10, 'x');
+  r.feed("{\"step\": 1, \"metrics\": {\"a\": 1}}\n");
+  r.feed(huge.substr(0, huge.size() / 2));
+  r.feed(huge.substr(huge.size() / 2));
+  r.feed("\n{\"step\": 2, \"metrics\": {\"a\": 2}}\n");
+  auto good = r.take_parsed();
+  ASSERT_EQ(good.size(), 2u);
+  EXPECT_EQ(good[1].line_no, 3);
+  auto bad = r.take_malformed();
+  ASSERT_EQ(bad.size(), 1u);
+  EXPECT_EQ(bad[0].line_no, 2);
+  EXPECT_NE(bad[0].error.find("longer than"), std::string::npos);
+}
+
+TEST(MetricLineReader, DrainsANonBlockingPipeToEof) {
+  int p[2];
+  ASSERT_EQ(pipe2(p, O_NONBLOCK), 0);
+  MetricLineReader r;
+  std::string a = "{\"step\": 5, \"metrics\": {\"x\": 1}}\n{\"step\": 6, ";
+  ASSERT_EQ(write(p[1], a.data(), a.size()), static_cast<ssize_t>(a.size()));
+  EXPECT_TRUE(drain_fd(p[0], r)) << "still open";
+  EXPECT_EQ(r.take_parsed().size(), 1u);
+  std::string b = "\"metrics\": {\"x\": 2}}\n";
+  ASSERT_EQ(write(p[1], b.data(), b.size()), static_cast<ssize_t>(b.size()));
+  close(p[1]);
+  EXPECT_FALSE(drain_fd(p[0], r)) << "end of file";
+  auto lines = r.take_parsed();
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_EQ(lines[0].line.step, 6);
+  close(p[0]);
+}
+
+class CheckpointHash : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("assay-ckpt-" + std::to_string(getpid()));
+    fs::remove_all(dir_);
+    fs::create_directories(dir_ / "ck" / "sub");
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  void write(const fs::path& p, const std::string& s) { std::ofstream(p, std::ios::binary) << s; }
+  fs::path dir_;
+};
+
+TEST_F(CheckpointHash, FileIsItsSha256) {
+  write(dir_ / "f.bin", "abc");
+  auto h = checkpoint_hash((dir_ / "f.bin").string());
+  ASSERT_TRUE(h.ok());
+  EXPECT_EQ(*h, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+}
+
+TEST_F(CheckpointHash, DirectoryHashesSortedFiles) {
+  write(dir_ / "ck" / "b.txt", "bee");
+  write(dir_ / "ck" / "sub" / "a.txt", "ay");
+  write(dir_ / "ck" / "a.txt", "ay");
+  auto h = checkpoint_hash((dir_ / "ck").string());
+  ASSERT_TRUE(h.ok()) << h.status().message();
+  // The documented construction, entry by entry in sorted path order.
+  assay::Sha256 want;
+  for (auto [rel, body] : std::vector<std::pair<std::string, std::string>>{
+           {"a.txt", "ay"}, {"b.txt", "bee"}, {"sub/a.txt", "ay"}}) {
+    want.update(rel);
+    want.update(std::string_view("\0", 1));
+    want.update(assay::sha256_hex(body));
+    want.update("\n");
+  }
+  EXPECT_EQ(*h, want.hex_digest());
+  // A rename changes the hash; so does a byte of content.
+  fs::rename(dir_ / "ck" / "b.txt", dir_ / "ck" / "c.txt");
+  auto renamed = checkpoint_hash((dir_ / "ck").string());
+  ASSERT_TRUE(renamed.ok());
+  EXPECT_NE(*renamed, *h);
+  fs::rename(dir_ / "ck" / "c.txt", dir_ / "ck" / "b.txt");
+  EXPECT_EQ(*checkpoint_hash((dir_ / "ck").string()), *h);
+  write(dir_ / "ck" / "b.txt", "bEe");
+  EXPECT_NE(*checkpoint_hash((dir_ / "ck").string()), *h);
+}
+
+TEST_F(CheckpointHash, MissingPathIsAnError) {
+  auto h = checkpoint_hash((dir_ / "nope").string());
+  ASSERT_FALSE(h.ok());
+  EXPECT_NE(h.status().message().find("nope"), std::string::npos);
+}
+
+}  // namespace

@@ -1,0 +1,49 @@
+// The worker daemon: registers with a coordinator, leases runs that fit its
+// GPUs and CPU slots, supervises each one as a process group, and delivers
+// started/metrics/checkpoints/logs/finished reports through an fsync'd spool,
+// so a coordinator restart loses nothing and a resend doubles nothing.
+//
+// Threads: the calling thread supervises processes; one thread each
+// heartbeats, leases, and delivers the spool.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "assay/status.h"
+#include "assay/worker_gpu.h"
+
+namespace assay::worker {
+
+struct WorkerConfig {
+  std::string coordinator_url;  // "http://host:port"
+  std::string token;            // the worker bearer token
+  std::string worker_id;        // stable across restarts (default: host name)
+  std::string host;
+  std::vector<GpuInfo> gpus;
+  bool gpus_from_nvml = false;  // refresh free memory/utilization in heartbeats
+  int cpus = 1;                 // CPU slots offered
+  int max_runs = 0;             // concurrent runs; 0: as many as the coordinator places
+  std::map<std::string, std::string> labels;
+  std::string work_dir;         // per-run directories: <work_dir>/runs/<run>.<attempt>/
+  std::string spool_dir;        // default <work_dir>/spool
+  std::chrono::milliseconds kill_grace{10000};     // SIGTERM -> SIGKILL
+  std::chrono::milliseconds metrics_flush{250};    // batch interval per run
+  double lease_wait_s = 5;      // long-poll length of a lease request
+};
+
+// Runs until `stop` is set, then drains: no new leases, running runs finish
+// and every report is delivered. Setting `abort` as well kills the runs and
+// returns at once (their leases expire and the coordinator requeues them).
+// Progress lines go to `log`.
+Status run_worker(const WorkerConfig& cfg, const std::atomic<bool>& stop,
+                  const std::atomic<bool>& abort, std::ostream& log);
+
+// "k=v,k2=v2" -> map; errors name the bad item.
+Result<std::map<std::string, std::string>> parse_labels(const std::string& text);
+
+}  // namespace assay::worker

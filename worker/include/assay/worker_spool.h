@@ -1,0 +1,81 @@
+// The worker's outbox: an append-only, fsync'd journal of messages for the
+// coordinator, delivered strictly in order and acknowledged as they land.
+//
+// On disk: <dir>/seg-<first seq, 20 digits>.log files of records
+//   "ASP1" | u32 payload length | u32 crc32(payload) | u64 seq | payload
+// (little endian), and <dir>/acked holding the highest delivered seq. A crash
+// in the middle of an append leaves a torn last record; open() drops it (and
+// everything after it) and truncates the file there. A crash between delivery
+// and the ack update re-sends a message: each payload carries an id the
+// coordinator de-duplicates on.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "assay/status.h"
+
+namespace assay::worker {
+
+struct SpoolRecord {
+  uint64_t seq = 0;  // 1, 2, 3, ... across the spool's life
+  std::string payload;
+};
+
+struct SpoolOpenStats {
+  size_t pending = 0;        // unacknowledged records found
+  size_t dropped_bytes = 0;  // torn or corrupt bytes cut off
+};
+
+// Thread-safe: one thread appends while another delivers and acknowledges.
+class Spool {
+ public:
+  static constexpr uint64_t kSegmentBytes = 8 << 20;
+
+  static Result<std::unique_ptr<Spool>> open(const std::string& dir, SpoolOpenStats* stats = nullptr);
+  ~Spool();
+  Spool(const Spool&) = delete;
+  Spool& operator=(const Spool&) = delete;
+
+  // Appends the payloads in order and fsyncs once; returns the last seq.
+  Result<uint64_t> append(const std::vector<std::string>& payloads);
+  Result<uint64_t> append(std::string payload) { return append(std::vector{std::move(payload)}); }
+
+  // Up to `max_records` unacknowledged records (and at most about `max_bytes`),
+  // oldest first.
+  std::vector<SpoolRecord> pending(size_t max_records, size_t max_bytes = 4 << 20) const;
+  size_t pending_count() const;
+  uint64_t acked() const;
+  // Everything up to and including `seq` was delivered. Durable on return.
+  Status ack(uint64_t seq);
+
+ private:
+  explicit Spool(std::string dir) : dir_(std::move(dir)) {}
+  Status load(SpoolOpenStats* stats);
+  Status open_segment_for_append(uint64_t first_seq);
+  Status write_acked(uint64_t seq);
+  void drop_delivered_segments();
+
+  std::string dir_;
+  mutable std::mutex mu_;
+  int fd_ = -1;                 // current segment
+  uint64_t seg_bytes_ = 0;
+  uint64_t next_seq_ = 1;
+  uint64_t acked_ = 0;
+  std::deque<SpoolRecord> unacked_;
+  struct Segment {
+    std::string path;
+    uint64_t first_seq, last_seq;  // last_seq < first_seq when empty
+  };
+  std::vector<Segment> segments_;
+};
+
+// CRC-32 (IEEE 802.3, reflected, as zlib computes it).
+uint32_t crc32(std::string_view data);
+
+}  // namespace assay::worker

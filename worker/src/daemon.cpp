@@ -1,0 +1,104 @@
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <thread>
+
+#include "assay/worker.h"
+#include "daemon_state.h"
+
+namespace assay::worker {
+
+namespace {
+
+std::string random_hex(size_t bytes) {
+  std::string out;
+  std::ifstream ur("/dev/urandom", std::ios::binary);
+  static const char* hex = "0123456789abcdef";
+  std::random_device rd;  // fallback when /dev/urandom is missing
+  for (size_t i = 0; i < bytes; ++i) {
+    unsigned char c;
+    if (!(ur && ur.read(reinterpret_cast<char*>(&c), 1))) c = static_cast<unsigned char>(rd());
+    out += hex[c >> 4];
+    out += hex[c & 15];
+  }
+  return out;
+}
+
+}  // namespace
+
+Result<std::map<std::string, std::string>> parse_labels(const std::string& text) {
+  std::map<std::string, std::string> out;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t comma = text.find(',', pos);
+    std::string item = text.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    pos = comma == std::string::npos ? text.size() : comma + 1;
+    if (item.empty()) continue;
+    size_t eq = item.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      return Status::Invalid("--labels: item '" + item + "': expected KEY=VALUE");
+    }
+    out[item.substr(0, eq)] = item.substr(eq + 1);
+  }
+  return out;
+}
+
+Status run_worker(const WorkerConfig& cfg_in, const std::atomic<bool>& stop,
+                  const std::atomic<bool>& abort, std::ostream& log) {
+  WorkerConfig cfg = cfg_in;
+  if (cfg.coordinator_url.empty()) return Status::Invalid("--coordinator: a URL is required");
+  if (cfg.coordinator_url.find("://") == std::string::npos) {
+    cfg.coordinator_url = "http://" + cfg.coordinator_url;
+  }
+  if (cfg.work_dir.empty()) cfg.work_dir = "assay-work";
+  if (cfg.spool_dir.empty()) cfg.spool_dir = cfg.work_dir + "/spool";
+  std::error_code ec;
+  std::filesystem::create_directories(cfg.work_dir, ec);
+  if (ec) return Status::IoError("--work-dir " + cfg.work_dir + ": cannot create: " + ec.message());
+  cfg.work_dir = std::filesystem::absolute(cfg.work_dir).string();
+
+  SpoolOpenStats stats;
+  ASSAY_ASSIGN_OR_RETURN(auto spool, Spool::open(cfg.spool_dir, &stats));
+  http_global_init();
+
+  Shared s(cfg, log);
+  s.instance = random_hex(16);
+  s.spool = spool.get();
+  if (stats.pending || stats.dropped_bytes) {
+    s.say("spool " + cfg.spool_dir + ": " + std::to_string(stats.pending) +
+          " undelivered report(s) from an earlier start" +
+          (stats.dropped_bytes ? ", " + std::to_string(stats.dropped_bytes) +
+                                     " torn byte(s) at the end dropped"
+                               : std::string()));
+  }
+
+  std::thread watcher([&] {
+    while (!s.delivery_done) {
+      if (stop && !s.stop_leasing) {
+        s.stop_leasing = true;
+        s.say("stopping: no new runs; waiting for running ones and for delivery "
+              "(signal again to abandon them)");
+      }
+      if (abort) s.abort = true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  });
+  std::thread heartbeat([&] { heartbeat_loop(s); });
+  std::thread lease([&] { lease_loop(s); });
+  std::thread delivery([&] { delivery_loop(s); });
+
+  // The forking thread must outlive the runs: their PR_SET_PDEATHSIG fires
+  // when it exits.
+  supervise(s);
+  delivery.join();
+  lease.join();
+  heartbeat.join();
+  watcher.join();
+  size_t left = spool->pending_count();
+  if (left) s.say(std::to_string(left) + " report(s) left in the spool for the next start");
+  return Status::Ok();
+}
+
+}  // namespace assay::worker

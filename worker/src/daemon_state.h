@@ -1,0 +1,99 @@
+// State the worker's threads share. Everything under `mu` unless atomic.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <ostream>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "assay/worker.h"
+#include "assay/worker_spool.h"
+#include "http_client.h"
+
+namespace assay::worker {
+
+using Json = nlohmann::json;
+using AttemptKey = std::pair<int64_t, int>;  // (run id, attempt)
+
+// One run as the coordinator leased it.
+struct LeasedRun {
+  int64_t run_id = 0;
+  int attempt = 1;
+  std::string name, sweep, command;
+  Json params = Json::object();
+  std::vector<std::pair<std::string, std::string>> env;
+  std::vector<int> gpus;
+  std::optional<double> timeout_s;
+  std::string lease_error;  // set when the lease entry could not be understood
+};
+Result<LeasedRun> parse_leased_run(const Json& j);
+
+// Where a run's stdout/stderr files are and how far each was shipped.
+struct LogCursor {
+  std::string path[2];   // stdout, stderr
+  int64_t offset[2] = {0, 0};
+};
+
+// Spool record types (the "type" field of a payload).
+inline constexpr const char* kRecStarted = "started";
+inline constexpr const char* kRecMetrics = "metrics";
+inline constexpr const char* kRecArtifact = "artifact";
+inline constexpr const char* kRecEvent = "event";
+inline constexpr const char* kRecFinished = "finished";
+
+struct Shared {
+  Shared(const WorkerConfig& c, std::ostream& l) : cfg(c), log_out(l) {}
+  const WorkerConfig& cfg;
+  std::string instance;           // random per process start
+  Spool* spool = nullptr;
+
+  std::atomic<bool> registered{false};
+  std::atomic<double> heartbeat_s{10};
+  std::atomic<bool> stop_leasing{false};  // draining: lease no more
+  std::atomic<bool> abort{false};         // leave now
+  std::atomic<bool> supervisor_done{false};
+  std::atomic<bool> delivery_done{false};
+
+  std::mutex mu;
+  std::deque<LeasedRun> incoming;              // leased, not yet started
+  std::set<int64_t> cancel;                    // runs a user cancelled
+  std::set<AttemptKey> dropped;                // no longer ours: kill, report nothing
+  std::map<AttemptKey, LogCursor> logs;        // logs still to ship
+  std::set<AttemptKey> held;                   // ours until `finished` is delivered
+  int live_processes = 0;                      // started and not yet finished
+
+  bool is_dropped(const AttemptKey& k) {
+    std::lock_guard lock(mu);
+    return dropped.count(k) > 0;
+  }
+  void drop(const AttemptKey& k) {
+    std::lock_guard lock(mu);
+    dropped.insert(k);
+    held.erase(k);
+    logs.erase(k);
+  }
+
+  void say(const std::string& line);
+  std::mutex log_mu;
+  std::ostream& log_out;
+};
+
+// Registers (again) with the coordinator; safe to call from any thread.
+Status register_worker(HttpClient& http, Shared& s);
+
+// Thread bodies.
+void heartbeat_loop(Shared& s);
+void lease_loop(Shared& s);
+void delivery_loop(Shared& s);
+void supervise(Shared& s);
+
+}  // namespace assay::worker

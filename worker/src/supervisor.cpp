@@ -1,0 +1,392 @@
+// The supervising thread: starts leased runs, reads their metric pipes, turns
+// protocol lines into spool records, enforces cancel/timeout/abort, and
+// records how each run ended. It never talks to the network: everything it
+// produces goes through the spool, in order.
+#include <poll.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+#include <future>
+#include <memory>
+#include <thread>
+
+#include "assay/worker_process.h"
+#include "assay/worker_protocol.h"
+#include "daemon_state.h"
+
+namespace assay::worker {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr size_t kMaxPointsPerBatch = 10000;   // the coordinator's per-batch cap
+constexpr int64_t kMaxMalformedEvents = 100;   // per run; the rest are only counted
+constexpr size_t kLogTailBytes = 4096;         // per stream: 8 KiB together
+
+std::string dump(const Json& j) {
+  return j.dump(-1, ' ', false, Json::error_handler_t::replace);
+}
+
+double unix_now() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+Json record(const char* type, const AttemptKey& k, Json body) {
+  return {{"type", type}, {"run_id", k.first}, {"attempt", k.second}, {"body", std::move(body)}};
+}
+
+struct RunSlot {
+  LeasedRun lease;
+  AttemptKey key;
+  std::string stdout_path, stderr_path;
+  std::unique_ptr<Process> proc;
+  MetricLineReader reader;
+  bool metrics_open = true;
+  int64_t next_batch_seq = 0;
+  Json points = Json::array();
+  Clock::time_point last_flush = Clock::now();
+  std::vector<std::future<Json>> hashes;  // each yields an artifact or event body record
+  bool cancelled = false, timed_out = false, dropped = false;
+  std::optional<Clock::time_point> deadline;
+  std::optional<Clock::time_point> leader_gone_at;
+  std::optional<int64_t> oom_before;
+  int64_t malformed_reported = 0;
+};
+
+class Supervisor {
+ public:
+  explicit Supervisor(Shared& s) : s_(s) {}
+  void run();
+
+ private:
+  void start(LeasedRun lease);
+  void poll_pipes();
+  void step(RunSlot& r);
+  void consume_lines(RunSlot& r);
+  void flush_points(RunSlot& r, bool force);
+  bool complete(RunSlot& r);
+  void finish(RunSlot& r);
+  void append(const Json& rec);
+  void append_all(const std::vector<Json>& recs);
+  void commit();
+
+  Shared& s_;
+  std::vector<std::string> out_;  // records of this iteration, in order
+  std::vector<std::unique_ptr<RunSlot>> slots_;
+};
+
+void Supervisor::append_all(const std::vector<Json>& recs) {
+  for (const auto& r : recs) out_.push_back(dump(r));
+}
+
+// One fsync'd spool append per loop iteration, however many runs reported.
+void Supervisor::commit() {
+  if (out_.empty()) return;
+  // A failing disk is retried: losing a report would be worse than waiting.
+  for (int tries = 0;; ++tries) {
+    auto st = s_.spool->append(out_);
+    if (st.ok()) break;
+    if (tries % 50 == 0) s_.say("spool append failed (retrying): " + st.status().message());
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (s_.abort) break;
+  }
+  out_.clear();
+}
+
+void Supervisor::append(const Json& rec) { append_all({rec}); }
+
+void Supervisor::start(LeasedRun lease) {
+  auto slot = std::make_unique<RunSlot>();
+  RunSlot& r = *slot;
+  r.key = {lease.run_id, lease.attempt};
+  r.lease = std::move(lease);
+  fs::path dir = fs::path(s_.cfg.work_dir) / "runs" /
+                 (std::to_string(r.key.first) + "." + std::to_string(r.key.second));
+  fs::path out = dir / "output";
+  std::error_code ec;
+  fs::create_directories(out, ec);
+  r.stdout_path = (dir / "stdout.log").string();
+  r.stderr_path = (dir / "stderr.log").string();
+
+  RunEnv env;
+  env.run_id = r.key.first;
+  env.params_json = dump(r.lease.params);
+  env.output_dir = fs::absolute(out).string();
+  env.gpu_indices = r.lease.gpus;
+  env.extra = r.lease.env;
+  LaunchSpec spec;
+  spec.command = r.lease.command;
+  spec.env = run_environment(env);
+  spec.stdout_path = r.stdout_path;
+  spec.stderr_path = r.stderr_path;
+  {
+    std::lock_guard lock(s_.mu);
+    s_.held.insert(r.key);
+  }
+  r.oom_before = oom_kill_count();
+  auto proc = !r.lease.lease_error.empty()
+                  ? Result<std::unique_ptr<Process>>(Status::Invalid(r.lease.lease_error))
+              : ec ? Result<std::unique_ptr<Process>>(Status::IoError(
+                         dir.string() + ": cannot create the run directory: " + ec.message()))
+                   : Process::spawn(spec);
+  if (!proc.ok()) {
+    s_.say("run " + std::to_string(r.key.first) + ": " + proc.status().message());
+    Json body = {{"exit_code", nullptr}, {"signal", nullptr}, {"oom_killed", false},
+                 {"timed_out", false},   {"cancelled", false},
+                 {"spawn_error", proc.status().message()},
+                 {"log_tail", ""},       {"malformed_metric_lines", 0}};
+    append(record(kRecFinished, r.key, body));
+    return;
+  }
+  r.proc = std::move(proc).value();
+  if (r.lease.timeout_s && *r.lease.timeout_s > 0) {
+    r.deadline = Clock::now() + std::chrono::milliseconds(
+                                    static_cast<int64_t>(*r.lease.timeout_s * 1000));
+  }
+  {
+    std::lock_guard lock(s_.mu);
+    LogCursor c;
+    c.path[0] = r.stdout_path;
+    c.path[1] = r.stderr_path;
+    s_.logs[r.key] = c;
+    ++s_.live_processes;
+  }
+  s_.say("run " + std::to_string(r.key.first) + " attempt " + std::to_string(r.key.second) +
+         " started: pid " + std::to_string(r.proc->pid()) + ", gpus [" +
+         [&] {
+           std::string g;
+           for (size_t i = 0; i < r.lease.gpus.size(); ++i)
+             g += (i ? "," : "") + std::to_string(r.lease.gpus[i]);
+           return g;
+         }() + "]");
+  append(record(kRecStarted, r.key, {{"pid", r.proc->pid()}}));
+  slots_.push_back(std::move(slot));
+}
+
+void Supervisor::poll_pipes() {
+  std::vector<pollfd> fds;
+  std::vector<RunSlot*> owners;
+  for (auto& r : slots_) {
+    if (r->metrics_open && r->proc && r->proc->metrics_fd() >= 0) {
+      fds.push_back({r->proc->metrics_fd(), POLLIN, 0});
+      owners.push_back(r.get());
+    }
+  }
+  if (fds.empty()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    return;
+  }
+  int n = ::poll(fds.data(), fds.size(), 20);
+  if (n <= 0) return;
+  for (size_t i = 0; i < fds.size(); ++i) {
+    if (!fds[i].revents) continue;
+    RunSlot& r = *owners[i];
+    if (!drain_fd(fds[i].fd, r.reader)) {  // every writer closed it
+      r.reader.finish();
+      r.proc->close_metrics_fd();
+      r.metrics_open = false;
+    }
+  }
+}
+
+void Supervisor::consume_lines(RunSlot& r) {
+  std::vector<Json> recs;
+  for (auto& m : r.reader.take_malformed()) {
+    // All are counted (in `finished`); only the first ones become events.
+    if (r.dropped || r.malformed_reported >= kMaxMalformedEvents) continue;
+    ++r.malformed_reported;
+    recs.push_back(record(kRecEvent, r.key,
+                          {{"kind", "malformed_metric"},
+                           {"detail", "line " + std::to_string(m.line_no) + ": " + m.error +
+                                          " (line starts: " + m.excerpt + ")"}}));
+  }
+  double now = unix_now();
+  for (auto& p : r.reader.take_parsed()) {
+    const auto& line = p.line;
+    if (line.checkpoint) {
+      fs::path path = *line.checkpoint;
+      std::error_code ec;
+      if (path.is_relative()) path = fs::absolute(path, ec);
+      std::string abs = path.lexically_normal().string();
+      int64_t step = line.step;
+      int64_t line_no = p.line_no;
+      r.hashes.push_back(std::async(std::launch::async, [abs, step, line_no] {
+        auto h = checkpoint_hash(abs);
+        if (!h.ok()) {
+          return Json{{"type", kRecEvent},
+                      {"body", {{"kind", "checkpoint_error"},
+                                {"detail", "line " + std::to_string(line_no) + ": " +
+                                               h.status().message()}}}};
+        }
+        return Json{{"type", kRecArtifact},
+                    {"body", {{"kind", "checkpoint"}, {"path", abs}, {"content_hash", *h},
+                              {"step", step}, {"metadata", Json::object()}}}};
+      }));
+    }
+    for (const auto& [key, value] : line.metrics) {
+      Json v = std::isfinite(value) ? Json(value) : Json(nullptr);
+      r.points.push_back({{"key", key}, {"step", line.step}, {"value", v},
+                          {"time", line.time.value_or(now)}});
+      if (r.points.size() >= kMaxPointsPerBatch) flush_points(r, true);
+    }
+  }
+  if (!r.dropped) append_all(recs);
+  // Finished hashes become records in completion order.
+  std::vector<Json> done;
+  for (auto it = r.hashes.begin(); it != r.hashes.end();) {
+    if (it->wait_for(std::chrono::seconds(0)) == std::future_status::ready) {
+      Json j = it->get();
+      done.push_back(record(j["type"].get<std::string>().c_str(), r.key, j["body"]));
+      it = r.hashes.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  if (!r.dropped) {
+    flush_points(r, !done.empty());  // metrics before the checkpoint that follows them
+    append_all(done);
+  }
+}
+
+void Supervisor::flush_points(RunSlot& r, bool force) {
+  if (r.points.empty()) return;
+  if (!force && Clock::now() - r.last_flush < s_.cfg.metrics_flush) return;
+  r.last_flush = Clock::now();
+  if (r.dropped) {
+    r.points = Json::array();
+    return;
+  }
+  Json body = {{"batch_seq", r.next_batch_seq++}, {"points", std::move(r.points)}};
+  r.points = Json::array();
+  append(record(kRecMetrics, r.key, std::move(body)));
+}
+
+void Supervisor::step(RunSlot& r) {
+  r.proc->tick();
+  bool leader_alive = !r.proc->leader_status().has_value();
+  if (!r.dropped && s_.is_dropped(r.key)) {
+    r.dropped = true;
+    if (leader_alive) r.proc->stop(s_.cfg.kill_grace);
+    s_.say("run " + std::to_string(r.key.first) + ": lease gone, stopping it");
+  }
+  if (leader_alive && !r.proc->stop_requested()) {
+    bool cancel = false;
+    {
+      std::lock_guard lock(s_.mu);
+      cancel = s_.cancel.erase(r.key.first) > 0;
+    }
+    if (cancel) {
+      r.cancelled = true;
+      r.proc->stop(s_.cfg.kill_grace);
+      s_.say("run " + std::to_string(r.key.first) + ": cancel requested, SIGTERM sent");
+    } else if (r.deadline && Clock::now() >= *r.deadline) {
+      r.timed_out = true;
+      r.proc->stop(s_.cfg.kill_grace);
+      s_.say("run " + std::to_string(r.key.first) + ": timeout, SIGTERM sent");
+    }
+  }
+  if (!leader_alive && !r.leader_gone_at) r.leader_gone_at = Clock::now();
+  // A process that left the group (setsid) may hold the pipe open forever.
+  if (r.metrics_open && r.leader_gone_at && r.proc->finished() &&
+      Clock::now() - *r.leader_gone_at > std::chrono::seconds(2)) {
+    drain_fd(r.proc->metrics_fd(), r.reader);
+    r.reader.finish();
+    r.proc->close_metrics_fd();
+    r.metrics_open = false;
+  }
+  consume_lines(r);
+  flush_points(r, false);
+}
+
+bool Supervisor::complete(RunSlot& r) {
+  return !r.metrics_open && r.proc->finished() && r.hashes.empty();
+}
+
+void Supervisor::finish(RunSlot& r) {
+  flush_points(r, true);
+  {
+    std::lock_guard lock(s_.mu);
+    --s_.live_processes;
+    s_.cancel.erase(r.key.first);
+  }
+  if (r.dropped) {
+    s_.drop(r.key);
+    return;
+  }
+  ExitFacts f;
+  f.status = r.proc->leader_status();
+  f.cancelled = r.cancelled;
+  f.timed_out = r.timed_out;
+  f.we_sent_sigkill = r.proc->sigkill_sent();
+  auto oom_after = oom_kill_count();
+  f.host_oom = r.oom_before && oom_after && *oom_after > *r.oom_before;
+  std::string tail = read_tail(r.stdout_path, kLogTailBytes);
+  if (!tail.empty() && tail.back() != '\n') tail += '\n';
+  tail += read_tail(r.stderr_path, kLogTailBytes);
+  f.log_tail = tail;
+  Classification c = classify_exit(f);
+  const ExitStatus& st = *f.status;
+  bool killed9 = (!st.exited && st.signal == 9) || (st.exited && st.code == 137);
+  Json body = {{"exit_code", st.exited ? Json(st.code) : Json(nullptr)},
+               {"signal", st.exited ? Json(nullptr) : Json(st.signal)},
+               {"oom_killed", killed9 && f.host_oom && !f.we_sent_sigkill},
+               {"timed_out", r.timed_out},
+               {"cancelled", r.cancelled},
+               {"spawn_error", nullptr},
+               {"log_tail", tail},
+               {"malformed_metric_lines", r.reader.malformed_total()}};
+  if (r.reader.malformed_total() > kMaxMalformedEvents) {
+    append(record(kRecEvent, r.key,
+                  {{"kind", "malformed_metric"},
+                   {"detail", std::to_string(r.reader.malformed_total()) +
+                                  " malformed metric lines in all; only the first " +
+                                  std::to_string(kMaxMalformedEvents) + " were reported"}}));
+  }
+  append(record(kRecFinished, r.key, body));
+  s_.say("run " + std::to_string(r.key.first) + " attempt " + std::to_string(r.key.second) +
+         " ended: " + std::string(to_string(c.outcome)) + " (" + c.detail + ")");
+}
+
+void Supervisor::run() {
+  while (true) {
+    if (s_.abort) break;
+    std::deque<LeasedRun> fresh;
+    {
+      std::lock_guard lock(s_.mu);
+      fresh.swap(s_.incoming);
+    }
+    for (auto& l : fresh) start(std::move(l));
+    poll_pipes();
+    for (auto it = slots_.begin(); it != slots_.end();) {
+      RunSlot& r = **it;
+      step(r);
+      if (complete(r)) {
+        finish(r);
+        it = slots_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    commit();
+    if (s_.stop_leasing && slots_.empty()) {
+      std::lock_guard lock(s_.mu);
+      if (s_.incoming.empty()) break;
+    }
+  }
+  // Abort: the groups die with us; their leases expire at the coordinator.
+  for (auto& r : slots_) r->proc->signal_group(SIGKILL);
+  slots_.clear();
+}
+
+}  // namespace
+
+void supervise(Shared& s) {
+  Supervisor(s).run();
+  s.supervisor_done = true;
+}
+
+}  // namespace assay::worker

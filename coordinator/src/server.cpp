@@ -23,15 +23,17 @@ using tcp = net::ip::tcp;
 namespace {
 
 struct ServerState {
-  Coordinator& coord;
+  const HttpHandler& handler;
+  const std::function<void()>& on_tick;
   ServerOptions opts;
   size_t max_body;
   size_t active = 0;
 };
 
-http::response<http::string_body> to_http(const Response& r, unsigned version, bool keep_alive) {
+http::response<http::string_body> to_http(const Response& r, unsigned version, bool keep_alive,
+                                          const std::string& server_name) {
   http::response<http::string_body> res{static_cast<http::status>(r.status), version};
-  res.set(http::field::server, "assay-coordinator");
+  res.set(http::field::server, server_name);
   res.set(http::field::content_type, r.content_type);
   for (auto& [k, v] : r.headers) res.set(k, v);
   res.keep_alive(keep_alive);
@@ -110,7 +112,7 @@ net::awaitable<void> session(tcp::socket socket, ServerState& st) {
         req.target = std::string(hreq.target());
         req.authorization = std::string(hreq[http::field::authorization]);
         req.body = std::move(hreq.body());
-        resp = st.coord.handle_request(req);
+        resp = st.handler(req);
         if (resp.retry) {
           // Long-poll: re-ask until something turns up or the wait ends.
           auto deadline = std::chrono::steady_clock::now() + secs(resp.wait_s);
@@ -121,11 +123,11 @@ net::awaitable<void> session(tcp::socket socket, ServerState& st) {
               timer.expires_after(std::chrono::milliseconds(20));
               co_await timer.async_wait(net::use_awaitable);
             }
-            resp = st.coord.handle_request(req);
+            resp = st.handler(req);
           }
         }
       }
-      auto res = to_http(resp, hreq.version(), keep_alive);
+      auto res = to_http(resp, hreq.version(), keep_alive, st.opts.server_name);
       stream.expires_after(timeout);
       co_await http::async_write(stream, res, net::use_awaitable);
       if (too_large) {
@@ -184,7 +186,7 @@ net::awaitable<void> ticker(ServerState& st, const std::atomic<bool>* stop_flag,
     }
     if (std::chrono::steady_clock::now() - last_tick >= secs(st.opts.tick_s)) {
       last_tick = std::chrono::steady_clock::now();
-      st.coord.tick();
+      if (st.on_tick) st.on_tick();
     }
   }
 }
@@ -192,8 +194,14 @@ net::awaitable<void> ticker(ServerState& st, const std::atomic<bool>* stop_flag,
 }  // namespace
 
 Status serve(Coordinator& coord, const ServerOptions& opts, const std::atomic<bool>* stop_flag) {
+  return serve_http([&coord](const Request& req) { return coord.handle_request(req); }, opts,
+                    coord.options().max_body_bytes, stop_flag, [&coord] { coord.tick(); });
+}
+
+Status serve_http(const HttpHandler& handler, const ServerOptions& opts, size_t max_body_bytes,
+                  const std::atomic<bool>* stop_flag, const std::function<void()>& on_tick) {
   net::io_context ioc{1};
-  ServerState st{coord, opts, coord.options().max_body_bytes};
+  ServerState st{handler, on_tick, opts, max_body_bytes};
   tcp::acceptor acceptor(ioc);
   try {
     auto addr = net::ip::make_address(opts.host);
@@ -203,7 +211,7 @@ Status serve(Coordinator& coord, const ServerOptions& opts, const std::atomic<bo
     acceptor.bind(ep);
     acceptor.listen(net::socket_base::max_listen_connections);
   } catch (const boost::system::system_error& e) {
-    return Status::Unavailable("coordinator: cannot listen on " + opts.host + ":" +
+    return Status::Unavailable(opts.server_name + ": cannot listen on " + opts.host + ":" +
                                std::to_string(opts.port) + ": " + e.code().message());
   }
   int port = acceptor.local_endpoint().port();

@@ -18,6 +18,7 @@
 
 #include "assay/engine.h"
 #include "assay/engine_ops.h"
+#include "ops_internal.h"
 
 namespace assay::engine {
 
@@ -233,14 +234,12 @@ void GPT::Impl::forward_impl() {
     layernorm_forward(l_ln1, l_ln1m, l_ln1r, residual, p + o.ln1w, p + o.ln1b, BT, C);
     matmul_forward(l_qkv, l_ln1, p + o.qkvw, p + o.qkvb, BT, C, 3 * C);
     attention_forward(l_atty, l_att, l_qkv, B, T, C, NH);
-    matmul_forward(l_res2, l_atty, p + o.attprojw, p + o.attprojb, BT, C, C);
-    residual_forward(l_res2, l_res2, residual, (size_t)BT * C);
+    matmul_residual_forward(l_res2, l_atty, p + o.attprojw, p + o.attprojb, residual, BT, C, C);
     layernorm_forward(l_ln2, l_ln2m, l_ln2r, l_res2, p + o.ln2w, p + o.ln2b, BT, C);
     matmul_forward(l_fch, l_ln2, p + o.fcw, p + o.fcb, BT, C, 4 * C);
     gelu_forward(l_fchg, l_fch, (size_t)BT * 4 * C);
     // In kFrozen l_res3 aliases `residual`, which is no longer read here.
-    matmul_forward(l_res3, l_fchg, p + o.fcprojw, p + o.fcprojb, BT, 4 * C, C);
-    residual_forward(l_res3, l_res3, l_res2, (size_t)BT * C);
+    matmul_residual_forward(l_res3, l_fchg, p + o.fcprojw, p + o.fcprojb, l_res2, BT, 4 * C, C);
     residual = l_res3;
   }
   layernorm_forward(lnf.data(), lnf_mean.data(), lnf_rstd.data(), residual, p + lnfw, p + lnfb, BT,

@@ -85,12 +85,22 @@ struct ServerOptions {
   double tick_s = 1.0;           // lease expiry check period
   // Called once the socket listens, with the bound port.
   std::function<void(int port)> on_listening;
+  std::string server_name = "assay-coordinator";  // Server header, error prefix
 };
 
 // Serves on the calling thread until SIGINT/SIGTERM, or until *stop_flag
 // becomes true when given (polled every 50 ms).
 Status serve(Coordinator& coord, const ServerOptions& opts,
              const std::atomic<bool>* stop_flag = nullptr);
+
+// The transport under serve(), for any request handler (also `assay serve`):
+// HTTP/1.1 keep-alive, bodies up to max_body_bytes (else 413), long-poll
+// retries when a Response asks for them. The handler and on_tick (may be
+// empty; called about every opts.tick_s) run on the single server thread.
+using HttpHandler = std::function<Response(const Request&)>;
+Status serve_http(const HttpHandler& handler, const ServerOptions& opts, size_t max_body_bytes,
+                  const std::atomic<bool>* stop_flag = nullptr,
+                  const std::function<void()>& on_tick = {});
 
 // ---- Tokens ---------------------------------------------------------------
 

@@ -26,25 +26,6 @@ namespace fs = std::filesystem;
 using assay::Status;
 namespace st = assay::store;
 
-// Content hash of a file, or of a directory's regular files in sorted path
-// order (relative path and bytes both hashed).
-assay::Result<std::string> hash_path(const std::string& p) {
-  std::error_code ec;
-  if (!fs::is_directory(p, ec)) return assay::sha256_file(p);
-  std::vector<fs::path> files;
-  for (auto& e : fs::recursive_directory_iterator(p, ec))
-    if (e.is_regular_file()) files.push_back(e.path());
-  if (ec) return Status::IoError(p + ": " + ec.message());
-  std::sort(files.begin(), files.end());
-  assay::Sha256 h;
-  for (const auto& f : files) {
-    ASSAY_ASSIGN_OR_RETURN(std::string fh, assay::sha256_file(f.string()));
-    h.update(fs::relative(f, p).string());
-    h.update(fh);
-  }
-  return h.hex_digest();
-}
-
 struct Opts {
   std::string db = "assay.db";
   std::string name;
@@ -113,7 +94,7 @@ int record(const Opts& o) {
     if (m->checkpoint) {
       std::string p = fs::path(*m->checkpoint).is_absolute() ? *m->checkpoint
                                                               : out_dir + "/" + *m->checkpoint;
-      auto h = hash_path(p);
+      auto h = assay::artifact_hash(p);
       if (!h.ok()) {
         (void)store.add_event(*id, "cli", "artifact_error", h.status().message());
         continue;

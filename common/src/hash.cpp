@@ -1,6 +1,9 @@
 #include "assay/hash.h"
 
+#include <algorithm>
 #include <cstdio>
+#include <filesystem>
+#include <vector>
 #include <cstring>
 #include <memory>
 
@@ -83,14 +86,52 @@ std::string sha256_hex(std::string_view data) {
   return h.hex_digest();
 }
 
-Result<std::string> sha256_file(const std::string& path) {
+namespace {
+
+Status hash_into(Sha256& h, const std::string& path) {
   std::unique_ptr<FILE, int (*)(FILE*)> f(std::fopen(path.c_str(), "rb"), &std::fclose);
   if (!f) return Status::IoError(path + ": cannot open for hashing");
-  Sha256 h;
-  char buf[1 << 16];
+  std::vector<char> buf(1 << 16);
   size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, f.get())) > 0) h.update(buf, n);
+  while ((n = std::fread(buf.data(), 1, buf.size(), f.get())) > 0) h.update(buf.data(), n);
   if (std::ferror(f.get())) return Status::IoError(path + ": read error while hashing");
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<std::string> sha256_file(const std::string& path) { return sha256_files({path}); }
+
+Result<std::string> sha256_files(const std::vector<std::string>& paths) {
+  Sha256 h;
+  for (const auto& p : paths) ASSAY_RETURN_IF_ERROR(hash_into(h, p));
+  return h.hex_digest();
+}
+
+Result<std::string> artifact_hash(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  auto st = fs::status(path, ec);
+  if (ec || !fs::exists(st)) return Status::NotFound("artifact " + path + ": does not exist");
+  if (fs::is_regular_file(st)) return sha256_file(path);
+  if (!fs::is_directory(st)) return Status::Invalid("artifact " + path + ": not a file or a directory");
+  const fs::path model = fs::path(path) / "model.safetensors", config = fs::path(path) / "config.json";
+  if (fs::is_regular_file(model, ec) && fs::is_regular_file(config, ec))
+    return sha256_files({model.string(), config.string()});
+  std::vector<std::string> files;
+  for (auto it = fs::recursive_directory_iterator(path, ec); !ec && it != fs::recursive_directory_iterator();
+       it.increment(ec))
+    if (it->is_regular_file()) files.push_back(fs::relative(it->path(), path).generic_string());
+  if (ec) return Status::IoError("artifact " + path + ": " + ec.message());
+  std::sort(files.begin(), files.end());
+  Sha256 h;
+  for (const auto& rel : files) {
+    ASSAY_ASSIGN_OR_RETURN(std::string fh, sha256_file((fs::path(path) / rel).string()));
+    h.update(rel);
+    h.update(std::string_view("\0", 1));
+    h.update(fh);
+    h.update("\n");
+  }
   return h.hex_digest();
 }
 

@@ -147,19 +147,8 @@ Status map_tensor_names(const std::string& what, const SafeTensors& st,
 }  // namespace
 
 Result<std::string> checkpoint_hash(const std::string& dir) {
-  Sha256 h;
-  for (const char* name : {kModelFile, kConfigFile}) {
-    const std::string path = (fs::path(dir) / name).string();
-    std::ifstream f(path, std::ios::binary);
-    if (!f) return Status::IoError(path + ": cannot open");
-    std::vector<char> buf(1 << 20);
-    while (f) {
-      f.read(buf.data(), (std::streamsize)buf.size());
-      if (f.gcount() > 0) h.update(buf.data(), (size_t)f.gcount());
-    }
-    if (!f.eof()) return Status::IoError(path + ": read failed");
-  }
-  return h.hex_digest();
+  // The same rule as assay::artifact_hash for a model checkpoint directory.
+  return sha256_files({(fs::path(dir) / kModelFile).string(), (fs::path(dir) / kConfigFile).string()});
 }
 
 Result<std::string> save_checkpoint(const std::string& dir, const GPT& model,

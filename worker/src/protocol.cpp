@@ -79,33 +79,4 @@ bool drain_fd(int fd, MetricLineReader& reader) {
   }
 }
 
-Result<std::string> checkpoint_hash(const std::string& path) {
-  std::error_code ec;
-  auto st = fs::status(path, ec);
-  if (ec || !fs::exists(st)) return Status::NotFound("checkpoint " + path + ": does not exist");
-  if (fs::is_regular_file(st)) return sha256_file(path);
-  if (!fs::is_directory(st)) {
-    return Status::Invalid("checkpoint " + path + ": not a file or a directory");
-  }
-  std::vector<std::string> files;
-  try {
-    for (auto it = fs::recursive_directory_iterator(path); it != fs::recursive_directory_iterator();
-         ++it) {
-      if (it->is_regular_file()) files.push_back(fs::relative(it->path(), path).generic_string());
-    }
-  } catch (const fs::filesystem_error& e) {
-    return Status::IoError("checkpoint " + path + ": " + e.what());
-  }
-  std::sort(files.begin(), files.end());
-  Sha256 h;
-  for (const auto& rel : files) {
-    ASSAY_ASSIGN_OR_RETURN(std::string fh, sha256_file((fs::path(path) / rel).string()));
-    h.update(rel);
-    h.update(std::string_view("\0", 1));
-    h.update(fh);
-    h.update("\n");
-  }
-  return h.hex_digest();
-}
-
 }  // namespace assay::worker

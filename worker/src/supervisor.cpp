@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "assay/worker_process.h"
+#include "assay/hash.h"
 #include "assay/worker_protocol.h"
 #include "daemon_state.h"
 
@@ -215,7 +216,7 @@ void Supervisor::consume_lines(RunSlot& r) {
       int64_t step = line.step;
       int64_t line_no = p.line_no;
       r.hashes.push_back(std::async(std::launch::async, [abs, step, line_no] {
-        auto h = checkpoint_hash(abs);
+        auto h = artifact_hash(abs);  // the same id the engine gives a checkpoint
         if (!h.ok()) {
           return Json{{"type", kRecEvent},
                       {"body", {{"kind", "checkpoint_error"},

@@ -58,9 +58,5 @@ class MetricLineReader {
 // Returns false once the descriptor reached end of file (all writers closed).
 bool drain_fd(int fd, MetricLineReader& reader);
 
-// Content hash of a checkpoint: sha256 of a file's bytes, or for a directory,
-// sha256 over its regular files in sorted relative-path order, each entered as
-// "<relative path>\0<sha256 of the file>\n" (so renames change the hash).
-Result<std::string> checkpoint_hash(const std::string& path);
 
 }  // namespace assay::worker

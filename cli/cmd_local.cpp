@@ -79,6 +79,15 @@ void print_results(const std::string& db, const std::string& sweep) {
     for (const auto& row : r->rows) any = any || !std::holds_alternative<std::monostate>(row[i]);
     if (any) keep.push_back(i);
   }
+  // Runs columns first, then at most kMaxMetricCols metric columns.
+  constexpr size_t kMaxMetricCols = 8;
+  size_t base = 0;
+  while (base < keep.size() && !ends_with(r->columns[keep[base]], "_final")) ++base;
+  size_t hidden = 0;
+  if (keep.size() > base + kMaxMetricCols) {
+    hidden = keep.size() - base - kMaxMetricCols;
+    keep.resize(base + kMaxMetricCols);
+  }
   assay::store::QueryResult shown;
   for (size_t i : keep) shown.columns.push_back(r->columns[i]);
   for (const auto& row : r->rows) {
@@ -88,6 +97,7 @@ void print_results(const std::string& db, const std::string& sweep) {
   }
   std::cout << "\nResults (" << db << "):\n";
   assay::cli::print_table(std::cout, shown);
+  if (hidden > 0) std::cout << "(" << hidden << " more metric columns; the SQL below shows them all)\n";
   std::cout << "\nSQL: assay query --db " << db << " \"" << sql << "\"\n";
 }
 

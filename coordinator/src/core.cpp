@@ -28,6 +28,13 @@ Result<std::unique_ptr<Coordinator>> Coordinator::open(const Options& opts_in) {
   if (!(opts.lease_ttl_s > 0))
     return Status::Invalid("coordinator: lease ttl must be > 0 s, got " +
                            std::to_string(opts.lease_ttl_s));
+  if (opts.assay_exe.empty()) {
+    // Resolved once: a binary replaced on disk later must not change the
+    // commands of runs created by this process.
+    std::error_code exe_ec;
+    fs::path self = fs::read_symlink("/proc/self/exe", exe_ec);
+    opts.assay_exe = exe_ec ? std::string("assay") : self.string();
+  }
   auto impl = std::make_unique<Impl>();
   impl->opts = opts;
   store::OpenOptions so;

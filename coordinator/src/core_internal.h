@@ -68,6 +68,16 @@ struct SweepRow {
   std::map<std::string, int64_t> counts;  // state -> runs
 };
 
+// One eval run created by a sweep's eval hook (table eval_hook_runs).
+struct EvalHookRun {
+  int64_t producer_run_id = 0;
+  std::string checkpoint_hash;
+  std::string suite;            // the hook's suite, as written in the spec
+  int64_t eval_run_id = 0;
+  std::optional<int64_t> step;  // the checkpoint's step
+  int64_t seed = 0;
+};
+
 // Thin wrappers over statements on the Store's connection; callers run them
 // inside Store::transaction when they write.
 class SchedDb {
@@ -89,6 +99,13 @@ class SchedDb {
   Result<std::map<std::string, std::pair<std::string, int>>> worker_instances();
   Result<std::vector<SweepRow>> sweeps(const std::optional<int64_t>& only_id);
   Result<std::map<int64_t, std::string>> sweep_names();
+  // Eval hooks: the eval run already made for (producer, checkpoint, suite).
+  Result<std::optional<int64_t>> eval_hook_run(int64_t producer_run_id,
+                                               const std::string& checkpoint_hash,
+                                               const std::string& suite);
+  Status put_eval_hook_run(const EvalHookRun& e, double at);
+  // The hook row of an eval run; empty for any other run.
+  Result<std::optional<EvalHookRun>> eval_hook_of(int64_t eval_run_id);
 
  private:
   Status exec_bind(const char* sql, const std::function<void(sqlite3_stmt*)>& bind,
@@ -131,6 +148,19 @@ struct Coordinator::Impl {
   std::optional<store::Run> worker_run(int64_t run_id, const std::string& worker_id,
                                        int64_t attempt, bool allow_terminal, Response* err);
   Status cancel_run(const store::Run& r, const std::string& actor, bool* pending);
+
+  // Eval hooks (eval_hooks.cpp). Each runs inside the caller's transaction
+  // and appends the ids of eval runs it created to *created; the caller
+  // enqueues them (enqueue_runs) once the transaction has committed.
+  // A checkpoint artifact was recorded for `producer` (also when re-sent).
+  Status on_checkpoint(const store::Run& producer, int64_t artifact_id,
+                       std::vector<int64_t>* created);
+  // `r` has just succeeded: final-checkpoint hooks, and for an eval run the
+  // copy of its metrics into eval_results.
+  Status on_succeeded(const store::Run& r, std::vector<int64_t>* created);
+  // Metrics arrived for `r`; a succeeded eval run re-copies its results.
+  Status on_metrics(const store::Run& r);
+  void enqueue_runs(const std::vector<int64_t>& ids);
 
   // Worker endpoints (handlers_worker.cpp).
   Response h_register(const Json& body);

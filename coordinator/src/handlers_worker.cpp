@@ -379,6 +379,7 @@ Response Coordinator::Impl::h_finished(int64_t run_id, const Json& body) {
     tr.to = store::RunState::kSucceeded;
   }
   tr.detail = tr.failure_detail.empty() ? "exited with code 0" : tr.failure_detail;
+  std::vector<int64_t> created;
   Status st = db->transaction([&]() -> Status {
     if (r->state == store::RunState::kLeased) {
       store::Transition run;
@@ -396,11 +397,14 @@ Response Coordinator::Impl::h_finished(int64_t run_id, const Json& body) {
                                           std::to_string(malformed) +
                                               " malformed metric line(s) in total"));
     if (cancel_pending) ASSAY_RETURN_IF_ERROR(sdb->clear_cancel_request(run_id));
+    // Dependent eval runs commit (or roll back) with the success itself.
+    if (tr.to == store::RunState::kSucceeded) ASSAY_RETURN_IF_ERROR(on_succeeded(*r, &created));
     return Status::Ok();
   });
   if (!st.ok()) return status_response(st);
   sched.release(run_id);
   cancel_requested.erase(run_id);
+  enqueue_runs(created);
   store::Run done = *r;
   done.state = tr.to;
   done.failure_reason = tr.failure_reason;
@@ -468,7 +472,8 @@ Response Coordinator::Impl::h_metrics(int64_t run_id, const Json& body) {
         return Status::Ok();
       }
     }
-    return db->put_metrics(points);
+    ASSAY_RETURN_IF_ERROR(db->put_metrics(points));
+    return on_metrics(*r);  // late results of a finished eval run
   });
   if (!st.ok()) return status_response(st);
   sched.renew(id, t + ttl());
@@ -550,9 +555,17 @@ Response Coordinator::Impl::h_artifact(int64_t run_id, const Json& body) {
   a.step = step;
   a.metadata_json = dump_json(meta);
   a.created_at = now();
-  auto aid = db->put_artifact(a);
-  if (!aid.ok()) return status_response(aid.status());
-  return json_response(200, {{"artifact_id", *aid}});
+  int64_t aid = 0;
+  std::vector<int64_t> created;
+  // The artifact and the eval runs it triggers commit together; a re-sent
+  // report finds both and adds nothing.
+  Status st = db->transaction([&]() -> Status {
+    ASSAY_ASSIGN_OR_RETURN(aid, db->put_artifact(a));
+    return on_checkpoint(*r, aid, &created);
+  });
+  if (!st.ok()) return status_response(st);
+  enqueue_runs(created);
+  return json_response(200, {{"artifact_id", aid}});
 }
 
 Response Coordinator::Impl::h_event(int64_t run_id, const Json& body) {

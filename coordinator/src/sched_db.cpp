@@ -187,4 +187,55 @@ Result<std::map<int64_t, std::string>> SchedDb::sweep_names() {
   return out;
 }
 
+Result<std::optional<int64_t>> SchedDb::eval_hook_run(int64_t producer_run_id,
+                                                      const std::string& checkpoint_hash,
+                                                      const std::string& suite) {
+  std::optional<int64_t> out;
+  ASSAY_RETURN_IF_ERROR(exec_bind(
+      "SELECT eval_run_id FROM eval_hook_runs WHERE producer_run_id=? AND checkpoint_hash=? "
+      "AND suite=?",
+      [&](sqlite3_stmt* st) {
+        sqlite3_bind_int64(st, 1, producer_run_id);
+        bind_text(st, 2, checkpoint_hash);
+        bind_text(st, 3, suite);
+      },
+      [&](sqlite3_stmt* st) { out = sqlite3_column_int64(st, 0); }));
+  return out;
+}
+
+Status SchedDb::put_eval_hook_run(const EvalHookRun& e, double at) {
+  return exec_bind(
+      "INSERT INTO eval_hook_runs(producer_run_id, checkpoint_hash, suite, eval_run_id, step, "
+      "seed, created_at) VALUES(?,?,?,?,?,?,?)",
+      [&](sqlite3_stmt* st) {
+        sqlite3_bind_int64(st, 1, e.producer_run_id);
+        bind_text(st, 2, e.checkpoint_hash);
+        bind_text(st, 3, e.suite);
+        sqlite3_bind_int64(st, 4, e.eval_run_id);
+        if (e.step) sqlite3_bind_int64(st, 5, *e.step);
+        else sqlite3_bind_null(st, 5);
+        sqlite3_bind_int64(st, 6, e.seed);
+        sqlite3_bind_double(st, 7, at);
+      });
+}
+
+Result<std::optional<EvalHookRun>> SchedDb::eval_hook_of(int64_t eval_run_id) {
+  std::optional<EvalHookRun> out;
+  ASSAY_RETURN_IF_ERROR(exec_bind(
+      "SELECT producer_run_id, checkpoint_hash, suite, eval_run_id, step, seed "
+      "FROM eval_hook_runs WHERE eval_run_id=?",
+      [&](sqlite3_stmt* st) { sqlite3_bind_int64(st, 1, eval_run_id); },
+      [&](sqlite3_stmt* st) {
+        EvalHookRun e;
+        e.producer_run_id = sqlite3_column_int64(st, 0);
+        e.checkpoint_hash = col_text(st, 1);
+        e.suite = col_text(st, 2);
+        e.eval_run_id = sqlite3_column_int64(st, 3);
+        if (sqlite3_column_type(st, 4) != SQLITE_NULL) e.step = sqlite3_column_int64(st, 4);
+        e.seed = sqlite3_column_int64(st, 5);
+        out = std::move(e);
+      }));
+  return out;
+}
+
 }  // namespace assay::coordinator

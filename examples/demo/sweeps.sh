@@ -37,3 +37,21 @@ cat > "$out/unlearn.json" <<'JSON'
  "space": {"method": {"type": "grid", "values": ["ga", "graddiff", "npo", "simnpo"]}},
  "resources": {"cpus": 1}}
 JSON
+cat > "$out/evals.json" <<'JSON'
+{"name": "demo-evals",
+ "description": "GSM8K-style, OOD likelihood ratio and provenance on every final checkpoint.",
+ "command": "${DEMO_EXAMPLES}/demo/eval-one.sh {model} {suite}",
+ "space": {
+   "model": {"type": "grid", "values": ["distill-fkl", "distill-rkl", "distill-jsd", "distill-tv", "distill-sinkhorn",
+                                          "align-reverse_kl", "align-forward_kl", "align-js", "align-alpha",
+                                          "unlearn-ga", "unlearn-graddiff", "unlearn-npo", "unlearn-simnpo"]},
+   "suite": {"type": "grid", "values": ["gsm8k", "ood", "provenance"]}},
+ "resources": {"cpus": 1}}
+JSON
+cat > "$out/evals-unlearning.json" <<'JSON'
+{"name": "demo-evals-unlearning",
+ "description": "The unlearning suite on the unlearned models.",
+ "command": "${DEMO_EXAMPLES}/demo/eval-one.sh {model} unlearning",
+ "space": {"model": {"type": "grid", "values": ["unlearn-ga", "unlearn-graddiff", "unlearn-npo", "unlearn-simnpo"]}},
+ "resources": {"cpus": 1}}
+JSON

@@ -28,6 +28,10 @@ struct Options {
   size_t max_points_per_batch = 10000;
   // Unix seconds. Tests inject a fake clock; empty = the wall clock.
   std::function<double()> clock;
+  // The `assay` executable that eval runs created by a sweep's `evals` hooks
+  // invoke ("<assay_exe> eval <suite> --model-path <checkpoint> ...").
+  // Empty = this process's own binary (/proc/self/exe, resolved at open).
+  std::string assay_exe;
 };
 
 struct Request {

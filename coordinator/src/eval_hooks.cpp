@@ -1,0 +1,285 @@
+// Eval hooks: a sweep's `evals: [{"suite", "on": "final"|"every", "args"}]`
+// turn a run's checkpoints into dependent eval runs.
+//
+// Design (the simplest one that survives re-sent reports and restarts):
+//  - The hooks travel in each sweep run's spec_json ("evals"), written at
+//    submission; eval runs carry none, so evals never cascade.
+//  - on "every": each checkpoint artifact recorded for the run creates one
+//    eval run per hook, in the transaction that records the artifact.
+//  - on "final": when the run succeeds, the checkpoint with the highest step
+//    (ties: the latest artifact id; a checkpoint without a step ranks below
+//    any with one) gets one eval run per hook, in the transaction of the
+//    'finished' report. A checkpoint reported after that (a late delivery)
+//    that is then the highest gets its own final eval too.
+//  - Idempotence: table eval_hook_runs (migration 0003) has primary key
+//    (producer run, checkpoint hash, hook suite); its row is written with the
+//    eval run, so a repeat report or a restart finds it and creates nothing.
+//    A hook listed twice for the same suite, or on "every" and "final" at
+//    once, therefore evaluates each checkpoint once.
+//  - An eval run is an ordinary run of the same sweep: command
+//    "<assay_exe> eval <suite> --model-path <checkpoint path> --<arg> <value>...",
+//    the producer's resources, labels, priority, max_attempts and env. The
+//    checkpoint path is the producer worker's; workers must share it.
+//  - Results: the eval run reports {"<suite>[@<version>]/<metric>[,<filter>]": v}
+//    on ASSAY_METRICS_FD like any metric; when it succeeds (and for metrics
+//    that arrive after that) the latest value per key is copied into
+//    eval_results with the checkpoint hash and seed of its hook row, so
+//    eval_summary joins it to the producer. Upserts make the copy repeatable.
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <map>
+#include <string_view>
+#include <tuple>
+
+#include "assay/sweep_expand.h"
+#include "core_internal.h"
+
+namespace assay::coordinator {
+
+namespace {
+
+struct Hook {
+  std::string suite;
+  std::string on = "final";
+  Json args = Json::object();
+};
+
+// The hooks stored with a sweep run (validated by the schema at submission;
+// anything malformed here is skipped rather than failing the report).
+std::vector<Hook> hooks_of(const store::Run& r) {
+  std::vector<Hook> out;
+  if (!r.sweep_id) return out;
+  Json spec = Json::parse(r.spec_json, nullptr, false);
+  if (!spec.is_object() || !spec.contains("evals") || !spec["evals"].is_array()) return out;
+  for (const Json& e : spec["evals"]) {
+    if (!e.is_object() || !e.contains("suite") || !e["suite"].is_string()) continue;
+    Hook h;
+    h.suite = e["suite"].get<std::string>();
+    if (e.contains("on") && e["on"].is_string()) h.on = e["on"].get<std::string>();
+    if (e.contains("args") && e["args"].is_object()) h.args = e["args"];
+    if (!h.suite.empty() && (h.on == "final" || h.on == "every")) out.push_back(std::move(h));
+  }
+  return out;
+}
+
+// Quotes a word for /bin/sh when it has anything beyond a safe set.
+std::string shell_quote(const std::string& s) {
+  bool safe = !s.empty();
+  for (char c : s)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || std::string_view("_-./:=,+@%").find(c) !=
+                                                             std::string_view::npos))
+      safe = false;
+  if (safe) return s;
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+// args {"num_fewshot": 5, "filter": ["strict-match"], "force": true} ->
+// " --num-fewshot 5 --filter strict-match --force". Keys: '_' becomes '-'
+// (the CLI's spelling); true is a bare flag, false and null are omitted, an
+// array repeats the option, an object passes as JSON text.
+std::string args_text(const Json& args) {
+  std::string out;
+  for (auto& [k, v] : args.items()) {
+    std::string key = k;
+    std::replace(key.begin(), key.end(), '_', '-');
+    std::string flag = " " + shell_quote("--" + key);
+    if (v.is_null() || (v.is_boolean() && !v.get<bool>())) continue;
+    if (v.is_boolean()) {
+      out += flag;
+    } else if (v.is_array()) {
+      for (const Json& x : v) out += flag + " " + shell_quote(x.is_object() ? x.dump() : param_text(x));
+    } else {
+      out += flag + " " + shell_quote(v.is_object() ? v.dump() : param_text(v));
+    }
+  }
+  return out;
+}
+
+int64_t hook_seed(const Hook& h) {
+  auto it = h.args.find("seed");
+  return it != h.args.end() && it->is_number_integer() ? it->get<int64_t>() : 0;
+}
+
+// A suite as part of a run name: "suites/my.json" -> "suites_my.json".
+std::string name_part(const std::string& suite) {
+  std::string out;
+  for (char c : suite)
+    out += std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.' ? c : '_';
+  return out;
+}
+
+// The checkpoint `on: final` evaluates: highest step, then latest id.
+const store::Artifact* final_checkpoint(const std::vector<store::Artifact>& arts) {
+  const store::Artifact* best = nullptr;
+  for (const auto& a : arts) {
+    if (a.kind != "checkpoint") continue;
+    if (!best) {
+      best = &a;
+      continue;
+    }
+    auto key = [](const store::Artifact& x) {
+      return std::make_tuple(x.step.has_value(), x.step.value_or(0), x.id);
+    };
+    if (key(a) > key(*best)) best = &a;
+  }
+  return best;
+}
+
+struct MetricKey {
+  std::string suite, version, metric, filter;
+};
+
+// "<suite>[@<version>]/<metric>[,<filter>]"; false for any other key.
+bool parse_metric_key(const std::string& key, MetricKey* out) {
+  size_t slash = key.find('/');
+  if (slash == std::string::npos || slash == 0 || slash + 1 == key.size()) return false;
+  std::string head = key.substr(0, slash), tail = key.substr(slash + 1);
+  size_t at = head.find('@');
+  out->suite = head.substr(0, at);
+  out->version = at == std::string::npos ? "1" : head.substr(at + 1);
+  size_t comma = tail.find(',');
+  out->metric = tail.substr(0, comma);
+  out->filter = comma == std::string::npos ? "none" : tail.substr(comma + 1);
+  return !out->suite.empty() && !out->version.empty() && !out->metric.empty() &&
+         !out->filter.empty();
+}
+
+}  // namespace
+
+namespace {
+
+// Creates the eval run of `h` on checkpoint `a` of `p` unless it exists.
+struct EvalMaker {
+  Coordinator::Impl& c;
+  const store::Run& p;
+
+  Status make(const Hook& h, const store::Artifact& a, std::vector<int64_t>* created) {
+    ASSAY_ASSIGN_OR_RETURN(auto existing, c.sdb->eval_hook_run(p.id, a.content_hash, h.suite));
+    if (existing) return Status::Ok();
+    Json spec = Json::parse(p.spec_json, nullptr, false);
+    Json env = spec.is_object() && spec.contains("env") ? spec["env"] : Json::object();
+    Json sweep = spec.is_object() && spec.contains("sweep") ? spec["sweep"] : Json(nullptr);
+    store::NewRun nr;
+    nr.sweep_id = p.sweep_id;
+    nr.name = p.name + "-eval-" + name_part(h.suite) +
+              (a.step ? "-step" + std::to_string(*a.step) : std::string());
+    nr.spec_json = dump_json({{"sweep", sweep},
+                              {"eval_of", p.id},
+                              {"hook", {{"suite", h.suite}, {"on", h.on}, {"args", h.args}}},
+                              {"env", env}});
+    nr.params_json = dump_json({{"eval_of", p.id},
+                                {"suite", h.suite},
+                                {"checkpoint", a.content_hash},
+                                {"step", a.step ? Json(*a.step) : Json(nullptr)}});
+    nr.command = shell_quote(c.opts.assay_exe) + " eval " + shell_quote(h.suite) +
+                 " --model-path " + shell_quote(a.path) + args_text(h.args);
+    nr.priority = p.priority;
+    nr.resources = p.resources;
+    nr.labels_json = p.labels_json;
+    nr.max_attempts = p.max_attempts;
+    ASSAY_ASSIGN_OR_RETURN(int64_t id, c.db->insert_run(nr, "coordinator"));
+    EvalHookRun row{p.id, a.content_hash, h.suite, id, a.step, hook_seed(h)};
+    ASSAY_RETURN_IF_ERROR(c.sdb->put_eval_hook_run(row, c.now()));
+    ASSAY_RETURN_IF_ERROR(c.db->add_event(
+        p.id, "coordinator", "eval_scheduled",
+        "run " + std::to_string(id) + " evaluates " + h.suite + " (on " + h.on +
+            ") on checkpoint " + a.content_hash.substr(0, 12) +
+            (a.step ? " at step " + std::to_string(*a.step) : std::string())));
+    created->push_back(id);
+    return Status::Ok();
+  }
+
+  Status finals(const std::vector<Hook>& hooks, std::vector<int64_t>* created) {
+    bool any = std::any_of(hooks.begin(), hooks.end(), [](const Hook& h) { return h.on == "final"; });
+    if (!any) return Status::Ok();
+    ASSAY_ASSIGN_OR_RETURN(auto arts, c.db->artifacts(p.id));
+    const store::Artifact* best = final_checkpoint(arts);
+    if (!best)
+      return c.db->add_event(p.id, "coordinator", "eval_skipped",
+                             "no checkpoint artifact was reported; final evals not scheduled");
+    for (const Hook& h : hooks)
+      if (h.on == "final") ASSAY_RETURN_IF_ERROR(make(h, *best, created));
+    return Status::Ok();
+  }
+};
+
+}  // namespace
+
+Status Coordinator::Impl::on_checkpoint(const store::Run& producer, int64_t artifact_id,
+                                        std::vector<int64_t>* created) {
+  std::vector<Hook> hooks = hooks_of(producer);
+  if (hooks.empty()) return Status::Ok();
+  ASSAY_ASSIGN_OR_RETURN(auto arts, db->artifacts(producer.id));
+  auto it = std::find_if(arts.begin(), arts.end(),
+                         [&](const store::Artifact& a) { return a.id == artifact_id; });
+  if (it == arts.end() || it->kind != "checkpoint") return Status::Ok();
+  EvalMaker m{*this, producer};
+  for (const Hook& h : hooks)
+    if (h.on == "every") ASSAY_RETURN_IF_ERROR(m.make(h, *it, created));
+  // A checkpoint delivered after the run succeeded may be its final one.
+  if (producer.state == store::RunState::kSucceeded) {
+    const store::Artifact* best = final_checkpoint(arts);
+    if (best && best->id == artifact_id) ASSAY_RETURN_IF_ERROR(m.finals(hooks, created));
+  }
+  return Status::Ok();
+}
+
+namespace {
+
+// Copies an eval run's latest metric values into eval_results.
+Status copy_eval_metrics(Coordinator::Impl& c, int64_t run_id) {
+  ASSAY_ASSIGN_OR_RETURN(auto hook, c.sdb->eval_hook_of(run_id));
+  if (!hook) return Status::Ok();
+  ASSAY_ASSIGN_OR_RETURN(auto points, c.db->metrics(run_id));
+  std::map<std::string, const store::MetricPoint*> latest;  // key -> point at its highest step
+  for (const auto& p : points) {
+    auto& slot = latest[p.key];
+    if (!slot || p.step >= slot->step) slot = &p;
+  }
+  std::vector<store::EvalResult> rows;
+  for (auto& [key, p] : latest) {
+    MetricKey mk;
+    if (!parse_metric_key(key, &mk)) continue;
+    store::EvalResult e;
+    e.run_id = run_id;
+    e.suite = mk.suite;
+    e.metric = mk.metric;
+    e.filter = mk.filter;
+    if (std::isfinite(p->value)) e.value = p->value;
+    e.suite_version = mk.version;
+    e.checkpoint_hash = hook->checkpoint_hash;
+    e.seed = hook->seed;
+    e.created_at = c.now();
+    rows.push_back(std::move(e));
+  }
+  if (rows.empty()) return Status::Ok();
+  return c.db->put_eval_results(rows);
+}
+
+}  // namespace
+
+Status Coordinator::Impl::on_succeeded(const store::Run& r, std::vector<int64_t>* created) {
+  std::vector<Hook> hooks = hooks_of(r);
+  if (!hooks.empty()) {
+    EvalMaker m{*this, r};
+    ASSAY_RETURN_IF_ERROR(m.finals(hooks, created));
+  }
+  return copy_eval_metrics(*this, r.id);
+}
+
+Status Coordinator::Impl::on_metrics(const store::Run& r) {
+  if (r.state != store::RunState::kSucceeded) return Status::Ok();
+  return copy_eval_metrics(*this, r.id);
+}
+
+void Coordinator::Impl::enqueue_runs(const std::vector<int64_t>& ids) {
+  for (int64_t id : ids) {
+    auto r = db->get_run(id);
+    if (r.ok() && r->state == store::RunState::kQueued) sched.enqueue(needs_of(*r));
+  }
+}
+
+}  // namespace assay::coordinator

@@ -1,0 +1,243 @@
+// Eval hooks through the request handler on a fake clock: a sweep's `evals`
+// turn checkpoints into dependent eval runs (final: the highest step of a
+// succeeded run; every: each checkpoint), idempotently across re-sent reports
+// and restarts, and an eval run's reported metrics land in eval_results.
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <set>
+
+#include <nlohmann/json.hpp>
+
+#include "assay/coordinator.h"
+
+using namespace assay::coordinator;
+using Json = nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+const char* kUser = "u0123456789abcdef";
+const char* kWorker = "w0123456789abcdef";
+const char* kExe = "/opt/assay/bin/assay";
+
+class EvalHooks : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/assay_coord_evalhooks_XXXXXX";
+    dir_ = mkdtemp(tmpl);
+    open();
+  }
+  void TearDown() override {
+    coord_.reset();
+    fs::remove_all(dir_);
+  }
+  void open() {
+    coord_.reset();
+    Options o;
+    o.db_path = dir_ + "/results.db";
+    o.user_token = kUser;
+    o.worker_token = kWorker;
+    o.lease_ttl_s = 30;
+    o.clock = [this] { return now_; };
+    o.assay_exe = kExe;
+    auto c = Coordinator::open(o);
+    ASSERT_TRUE(c.ok()) << c.status().to_string();
+    coord_ = std::move(c).value();
+  }
+  Json call(const std::string& method, const std::string& target, const Json& body,
+            const char* token, int want) {
+    Request r;
+    r.method = method;
+    r.target = target;
+    r.body = body.is_null() ? "" : body.dump();
+    r.authorization = std::string("Bearer ") + token;
+    r.wait_expired = true;
+    Response resp = coord_->handle_request(r);
+    EXPECT_EQ(resp.status, want) << method << " " << target << " -> " << resp.body;
+    return Json::parse(resp.body, nullptr, false);
+  }
+  Json user(const std::string& m, const std::string& t, const Json& b = nullptr, int st = 200) {
+    return call(m, t, b, kUser, st);
+  }
+  Json worker(const std::string& t, const Json& b, int st = 200) {
+    return call("POST", t, b, kWorker, st);
+  }
+  // A one-run sweep "<name>" with the given eval hooks.
+  int64_t submit(const std::string& name, const Json& evals) {
+    Json spec = {{"name", name},
+                 {"command", "train --lr {lr}"},
+                 {"resources", {{"cpus", 2}}},
+                 {"labels", {{"pool", "a"}}},
+                 {"space", {{"lr", {{"type", "grid"}, {"values", {0.1}}}}}},
+                 {"evals", evals}};
+    Json sub = user("POST", "/v1/sweeps", spec, 201);
+    return sub["runs"][0].get<int64_t>();
+  }
+  // Leases everything queued to worker w1 and reports the runs started.
+  std::vector<int64_t> lease_and_start() {
+    worker("/v1/worker/register",
+           {{"worker_id", "w1"}, {"instance", "i1"}, {"cpus", 8}, {"labels", {{"pool", "a"}}}});
+    Json l = worker("/v1/worker/lease", {{"worker_id", "w1"}, {"max_runs", 8}});
+    std::vector<int64_t> ids;
+    for (auto& r : l["runs"]) {
+      ids.push_back(r["run_id"].get<int64_t>());
+      worker(url(ids.back(), "started"), {{"worker_id", "w1"}, {"attempt", 1}});
+    }
+    return ids;
+  }
+  static std::string url(int64_t id, const char* op) {
+    return "/v1/worker/runs/" + std::to_string(id) + "/" + op;
+  }
+  Json artifact(int64_t id, const std::string& hash, int64_t step,
+                const std::string& kind = "checkpoint") {
+    return worker(url(id, "artifacts"), {{"worker_id", "w1"},
+                                         {"attempt", 1},
+                                         {"kind", kind},
+                                         {"path", "/ck/" + hash},
+                                         {"content_hash", hash},
+                                         {"step", step}});
+  }
+  Json finish(int64_t id, int exit_code) {
+    return worker(url(id, "finished"), {{"worker_id", "w1"}, {"attempt", 1}, {"exit_code", exit_code}});
+  }
+  // The sweep's eval runs (params.eval_of set), by id.
+  std::vector<Json> eval_runs(const std::string& sweep) {
+    Json rs = user("GET", "/v1/runs?sweep=" + sweep);
+    std::vector<Json> out;
+    for (auto& r : rs["runs"])
+      if (r["params"].contains("eval_of")) out.push_back(r);
+    return out;
+  }
+  Json query(const std::string& sql) { return user("POST", "/v1/query", {{"sql", sql}}); }
+
+  std::string dir_;
+  double now_ = 1'700'000'000;
+  std::unique_ptr<Coordinator> coord_;
+};
+
+}  // namespace
+
+TEST_F(EvalHooks, FinalHookEvaluatesTheHighestStepCheckpointOnce) {
+  int64_t p = submit("fin", Json::array({{{"suite", "gsm8k"},
+                                          {"on", "final"},
+                                          {"args", {{"limit", 5}, {"num_fewshot", 0},
+                                                    {"output", "/tmp/a b.json"}}}}}));
+  ASSERT_EQ(lease_and_start(), std::vector<int64_t>{p});
+  // Reported out of step order: the later report is the lower step.
+  artifact(p, "hash200", 200);
+  artifact(p, "hash100", 100);
+  EXPECT_TRUE(eval_runs("fin").empty()) << "final evals wait for the run to succeed";
+  finish(p, 0);
+  auto evs = eval_runs("fin");
+  ASSERT_EQ(evs.size(), 1u);
+  const Json& e = evs[0];
+  EXPECT_EQ(e["params"]["eval_of"], p);
+  EXPECT_EQ(e["params"]["suite"], "gsm8k");
+  EXPECT_EQ(e["params"]["checkpoint"], "hash200");
+  EXPECT_EQ(e["params"]["step"], 200);
+  EXPECT_EQ(e["state"], "queued");
+  EXPECT_EQ(e["sweep"], "fin");
+  EXPECT_EQ(e["name"], "fin-0000-eval-gsm8k-step200");
+  EXPECT_EQ(e["command"], std::string(kExe) +
+                              " eval gsm8k --model-path /ck/hash200 --limit 5 --num-fewshot 0"
+                              " --output '/tmp/a b.json'");
+  EXPECT_EQ(e["resources"]["cpus"], 2);
+  EXPECT_EQ(e["labels"]["pool"], "a");
+  // The sweep's counts include it.
+  Json sw = user("GET", "/v1/sweeps/fin");
+  EXPECT_EQ(sw["counts"]["succeeded"], 1);
+  EXPECT_EQ(sw["counts"]["queued"], 1);
+
+  // A repeated 'finished' and re-sent artifact reports, before and after a
+  // restart, add nothing.
+  EXPECT_EQ(finish(p, 0)["duplicate"], true);
+  artifact(p, "hash200", 200);
+  open();
+  worker("/v1/worker/register",
+         {{"worker_id", "w1"}, {"instance", "i1"}, {"cpus", 8}, {"labels", {{"pool", "a"}}}});
+  artifact(p, "hash200", 200);
+  artifact(p, "hash100", 100);
+  EXPECT_EQ(eval_runs("fin").size(), 1u);
+
+  // The eval run is leasable after the restart and carries the command.
+  Json l = worker("/v1/worker/lease", {{"worker_id", "w1"}, {"max_runs", 4}});
+  ASSERT_EQ(l["runs"].size(), 1u);
+  EXPECT_EQ(l["runs"][0]["run_id"], e["id"]);
+  EXPECT_EQ(l["runs"][0]["command"], e["command"]);
+}
+
+TEST_F(EvalHooks, EveryHookMakesOneEvalPerCheckpoint) {
+  int64_t p = submit("every", Json::array({{{"suite", "gsm8k"}, {"on", "every"}}}));
+  ASSERT_EQ(lease_and_start(), std::vector<int64_t>{p});
+  artifact(p, "h1", 10);
+  auto evs = eval_runs("every");
+  ASSERT_EQ(evs.size(), 1u) << "created as soon as the checkpoint is recorded";
+  EXPECT_EQ(evs[0]["params"]["checkpoint"], "h1");
+  EXPECT_EQ(evs[0]["command"], std::string(kExe) + " eval gsm8k --model-path /ck/h1");
+  artifact(p, "h2", 20);
+  artifact(p, "h1", 10);            // re-sent
+  artifact(p, "notckpt", 30, "log");  // not a checkpoint
+  EXPECT_EQ(eval_runs("every").size(), 2u);
+  open();
+  worker("/v1/worker/register", {{"worker_id", "w1"}, {"instance", "i1"}, {"cpus", 8}});
+  artifact(p, "h2", 20);
+  finish(p, 0);
+  evs = eval_runs("every");
+  ASSERT_EQ(evs.size(), 2u);
+  std::set<std::string> hashes;
+  for (auto& e : evs) hashes.insert(e["params"]["checkpoint"].get<std::string>());
+  EXPECT_EQ(hashes, (std::set<std::string>{"h1", "h2"}));
+  // The producer's audit log says what was scheduled.
+  Json pr = user("GET", "/v1/runs/" + std::to_string(p));
+  int scheduled = 0;
+  for (auto& ev : pr["events"]) scheduled += ev["kind"] == "eval_scheduled";
+  EXPECT_EQ(scheduled, 2);
+}
+
+TEST_F(EvalHooks, FailedProducerGetsNoFinalEval) {
+  int64_t p = submit("bad", Json::array({{{"suite", "gsm8k"}}}));  // on defaults to final
+  ASSERT_EQ(lease_and_start(), std::vector<int64_t>{p});
+  artifact(p, "hx", 5);
+  EXPECT_EQ(finish(p, 1)["state"], "failed");
+  EXPECT_TRUE(eval_runs("bad").empty());
+  artifact(p, "hx", 5);  // a late re-send after the failure
+  EXPECT_TRUE(eval_runs("bad").empty());
+}
+
+TEST_F(EvalHooks, EvalRunMetricsBecomeEvalResultsOfTheProducer) {
+  int64_t p = submit("res", Json::array({{{"suite", "gsm8k"}, {"on", "final"}}}));
+  ASSERT_EQ(lease_and_start(), std::vector<int64_t>{p});
+  artifact(p, "ck1", 7);
+  finish(p, 0);
+  std::vector<int64_t> evs = lease_and_start();
+  ASSERT_EQ(evs.size(), 1u);
+  int64_t e = evs[0];
+  Json batch = {{"worker_id", "w1"},
+                {"attempt", 1},
+                {"batch_seq", 0},
+                {"points",
+                 {{{"key", "gsm8k/exact_match,strict-match"}, {"step", 0}, {"value", 0.5}},
+                  {{"key", "gsm8k/exact_match,flexible-extract"}, {"step", 0}, {"value", 0.25}}}}};
+  worker(url(e, "metrics"), batch);
+  EXPECT_EQ(query("SELECT COUNT(*) FROM eval_results")["rows"][0][0], 0)
+      << "copied only once the eval run succeeds";
+  finish(e, 0);
+  Json q = query(
+      "SELECT suite, metric, filter, value, suite_version, checkpoint_hash, checkpoint_step, "
+      "producer_run_id, producer_sweep, eval_run_id FROM eval_summary ORDER BY filter");
+  ASSERT_EQ(q["rows"].size(), 2u) << q.dump();
+  Json strict = q["rows"][1];
+  EXPECT_EQ(strict, Json({"gsm8k", "exact_match", "strict-match", 0.5, "1", "ck1", 7, p, "res", e}));
+  EXPECT_EQ(q["rows"][0][3], 0.25);
+  // A metric delivered after 'finished' (a late spool) is copied too.
+  batch["batch_seq"] = 1;
+  batch["points"] = {{{"key", "gsm8k@3.0/acc"}, {"step", 0}, {"value", 1.0}}};
+  worker(url(e, "metrics"), batch);
+  Json late = query("SELECT suite_version, filter, value FROM eval_results WHERE metric = 'acc'");
+  EXPECT_EQ(late["rows"], Json::array({Json::array({"3.0", "none", 1.0})}));
+  // The producer itself (not an eval run) wrote no eval results.
+  EXPECT_EQ(query("SELECT COUNT(*) FROM eval_results WHERE run_id = " + std::to_string(p))["rows"][0][0], 0);
+}

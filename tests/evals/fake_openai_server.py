@@ -72,7 +72,16 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
+    def done_inflight(self):
+        # A request stops counting as in flight before its reply is written:
+        # once the client has the reply it may send its next request at once.
+        if getattr(self, "counted", False):
+            self.counted = False
+            with LOCK:
+                STATS["inflight"] -= 1
+
     def reply(self, code, obj):
+        self.done_inflight()
         body = json.dumps(obj).encode()
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
@@ -92,12 +101,12 @@ class Handler(BaseHTTPRequestHandler):
             STATS["requests"] += 1
             STATS["inflight"] += 1
             STATS["max_inflight"] = max(STATS["max_inflight"], STATS["inflight"])
+        self.counted = True
         try:
             time.sleep(0.02)
             self.handle_completion()
         finally:
-            with LOCK:
-                STATS["inflight"] -= 1
+            self.done_inflight()
 
     def handle_completion(self):
         if self.path != "/v1/completions":

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <thread>
 
+#include "assay/url.h"
 #include "daemon_state.h"
 
 namespace assay::worker {
@@ -20,20 +21,6 @@ constexpr size_t kLogChunk = 1 << 20;  // the API recommends <= 1 MiB per chunk
 
 enum class Outcome { kDelivered, kStale, kRejected, kRetry };
 
-std::string url_encode(const std::string& s) {
-  static const char* hex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    }
-  }
-  return out;
-}
 
 std::string read_at(const std::string& path, int64_t offset, size_t max) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);

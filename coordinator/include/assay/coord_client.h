@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "assay/status.h"
+#include "assay/url.h"
 
 namespace assay::coordinator {
 
@@ -56,6 +57,6 @@ class HttpClient {
 };
 
 // Percent-encodes a query value.
-std::string url_encode(const std::string& s);
+using ::assay::url_encode;  // percent-encoding, from assay/url.h
 
 }  // namespace assay::coordinator

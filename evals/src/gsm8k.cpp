@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "assay/evals_gsm8k.h"
+#include "assay/jsonl.h"
 #include "assay/evals_pyrandom.h"
 
 #ifndef ASSAY_EVALS_DEFAULT_DATA_DIR
@@ -20,22 +21,15 @@ std::string default_data_dir() {
 }
 
 Result<std::vector<Gsm8kDoc>> load_gsm8k_jsonl(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return Status::IoError(path + ": cannot open GSM8K data file");
   std::vector<Gsm8kDoc> docs;
-  std::string line;
-  int64_t lineno = 0;
-  while (std::getline(in, line)) {
-    ++lineno;
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-    const std::string where = path + ":" + std::to_string(lineno);
-    if (j.is_discarded()) return Status::Corruption(where + ": not valid JSON");
-    if (!j.is_object() || !j.contains("question") || !j["question"].is_string() ||
-        !j.contains("answer") || !j["answer"].is_string())
-      return Status::Corruption(where + ": expected {\"question\": str, \"answer\": str}");
-    docs.push_back({j["question"].get<std::string>(), j["answer"].get<std::string>()});
-  }
+  ASSAY_RETURN_IF_ERROR(for_each_jsonl_object(
+      path, "GSM8K data file", [&](const nlohmann::json& j, const std::string& where) -> Status {
+        if (!j.contains("question") || !j["question"].is_string() || !j.contains("answer") ||
+            !j["answer"].is_string())
+          return Status::Corruption(where + ": expected {\"question\": str, \"answer\": str}");
+        docs.push_back({j["question"].get<std::string>(), j["answer"].get<std::string>()});
+        return Status::Ok();
+      }));
   if (docs.empty()) return Status::Corruption(path + ": no documents");
   return docs;
 }

@@ -6,6 +6,7 @@
 #include <map>
 
 #include "assay/evals_results.h"
+#include "assay/jsonl.h"
 
 namespace assay::evals {
 
@@ -116,33 +117,26 @@ Result<ProvenanceResult> run_provenance_suite(
 }
 
 Result<std::vector<PerturbedItem>> load_perturbed(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Status::IoError(path + ": cannot open perturbed-answers file");
   std::vector<PerturbedItem> out;
-  std::string line;
-  int64_t lineno = 0;
-  while (std::getline(in, line)) {
-    ++lineno;
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    const std::string where = path + ":" + std::to_string(lineno);
-    auto j = nlohmann::json::parse(line, nullptr, false);
-    if (j.is_discarded() || !j.is_object()) return Status::Corruption(where + ": not a JSON object");
-    PerturbedItem p;
-    if (!j.contains("question") || !j["question"].is_string() ||
-        !j.contains("paraphrased_answer") || !j["paraphrased_answer"].is_string())
-      return Status::Invalid(where + ": expected string fields question and paraphrased_answer");
-    p.question = j["question"].get<std::string>();
-    p.paraphrased = j["paraphrased_answer"].get<std::string>();
-    if (!j.contains("perturbed_answers") || !j["perturbed_answers"].is_array() ||
-        j["perturbed_answers"].empty())
-      return Status::Invalid(where + ": perturbed_answers must be a non-empty array of strings");
-    for (const auto& a : j["perturbed_answers"]) {
-      if (!a.is_string())
-        return Status::Invalid(where + ": perturbed_answers must hold strings, got " + a.dump());
-      p.perturbed.push_back(a.get<std::string>());
-    }
-    out.push_back(std::move(p));
-  }
+  ASSAY_RETURN_IF_ERROR(for_each_jsonl_object(
+      path, "perturbed-answers file", [&](const nlohmann::json& j, const std::string& where) -> Status {
+        PerturbedItem p;
+        if (!j.contains("question") || !j["question"].is_string() ||
+            !j.contains("paraphrased_answer") || !j["paraphrased_answer"].is_string())
+          return Status::Invalid(where + ": expected string fields question and paraphrased_answer");
+        p.question = j["question"].get<std::string>();
+        p.paraphrased = j["paraphrased_answer"].get<std::string>();
+        if (!j.contains("perturbed_answers") || !j["perturbed_answers"].is_array() ||
+            j["perturbed_answers"].empty())
+          return Status::Invalid(where + ": perturbed_answers must be a non-empty array of strings");
+        for (const auto& a : j["perturbed_answers"]) {
+          if (!a.is_string())
+            return Status::Invalid(where + ": perturbed_answers must hold strings, got " + a.dump());
+          p.perturbed.push_back(a.get<std::string>());
+        }
+        out.push_back(std::move(p));
+        return Status::Ok();
+      }));
   if (out.empty()) return Status::Invalid(path + ": no items");
   return out;
 }

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "assay/evals_scores.h"
+#include "assay/jsonl.h"
 
 namespace assay::evals {
 
@@ -110,25 +111,16 @@ Result<ProvenanceResult> provenance_test(const std::vector<ProvenanceExample>& e
 
 Result<std::vector<std::pair<std::string, double>>> read_transcript_jsonl(
     const std::string& path, const std::string& id_field, const std::string& order_field) {
-  std::ifstream in(path);
-  if (!in) return Status::IoError(path + ": cannot open transcript");
   std::vector<std::pair<std::string, double>> out;
-  std::string line;
-  int64_t lineno = 0;
-  while (std::getline(in, line)) {
-    ++lineno;
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    const std::string where = path + ":" + std::to_string(lineno);
-    auto j = nlohmann::json::parse(line, nullptr, false);
-    if (j.is_discarded() || !j.is_object()) return Status::Corruption(where + ": not a JSON object");
-    if (!j.contains(id_field))
-      return Status::Invalid(where + ": missing field \"" + id_field + "\"");
-    if (!j.contains(order_field) || !j[order_field].is_number())
-      return Status::Invalid(where + ": field \"" + order_field + "\" must be a number");
-    const auto& id = j[id_field];
-    out.emplace_back(id.is_string() ? id.get<std::string>() : id.dump(),
-                     j[order_field].get<double>());
-  }
+  ASSAY_RETURN_IF_ERROR(for_each_jsonl_object(
+      path, "transcript", [&](const nlohmann::json& j, const std::string& where) -> Status {
+        if (!j.contains(id_field)) return Status::Invalid(where + ": missing field \"" + id_field + "\"");
+        if (!j.contains(order_field) || !j[order_field].is_number())
+          return Status::Invalid(where + ": field \"" + order_field + "\" must be a number");
+        const auto& id = j[id_field];
+        out.emplace_back(id.is_string() ? id.get<std::string>() : id.dump(), j[order_field].get<double>());
+        return Status::Ok();
+      }));
   if (out.empty()) return Status::Invalid(path + ": transcript has no entries");
   return out;
 }

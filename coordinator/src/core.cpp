@@ -137,6 +137,7 @@ Status Coordinator::Impl::reload() {
 // ---- Lease loss ---------------------------------------------------------------
 
 Status Coordinator::Impl::lose_lease(int64_t run_id, const std::string& why) {
+  lease_granted_at.erase(run_id);
   ASSAY_ASSIGN_OR_RETURN(auto r, db->get_run(run_id));
   if (r.state != store::RunState::kLeased && r.state != store::RunState::kRunning) {
     sched.release(run_id);

@@ -126,6 +126,11 @@ struct Coordinator::Impl {
   Scheduler sched;
   std::map<int64_t, std::string> sweep_names;
   std::set<int64_t> cancel_requested;
+  // When each held run was handed out (or first seen missing from its
+  // worker's heartbeat after a restart): a run the worker has not listed as
+  // active for a whole lease ttl since then was never received (a lost lease
+  // reply) and is requeued. Cleared when the lease ends.
+  std::map<int64_t, double> lease_granted_at;
 
   double now() const;
   double ttl() const { return opts.lease_ttl_s; }
@@ -136,6 +141,8 @@ struct Coordinator::Impl {
   // Lease lost (expiry, worker restart): requeue with attempt + 1, or fail
   // lost_worker when attempts are used up (cancelled when a cancel was pending).
   Status lose_lease(int64_t run_id, const std::string& why);
+  void requeue_unreceived(const std::string& worker_id,
+                          const std::vector<std::pair<int64_t, int64_t>>& active, double t);
   void expire_leases();
 
   // Helpers shared by handlers.

@@ -192,6 +192,7 @@ Response Coordinator::Impl::h_heartbeat(const Json& body) {
       if (auto u = get_int(g, "util_pct", x.util_pct); u.ok()) x.util_pct = static_cast<int>(*u);
     }
   }
+  if (body.contains("active")) requeue_unreceived(id, act, t);
   Json cancel = Json::array(), abort = Json::array();
   for (int64_t run : sched.runs_of(id))
     if (cancel_requested.count(run)) cancel.push_back(run);
@@ -200,6 +201,24 @@ Response Coordinator::Impl::h_heartbeat(const Json& body) {
     if (!a || a->worker_id != id || (att != 0 && a->attempt != att)) abort.push_back(rid);
   }
   return json_response(200, {{"lease_ttl_s", ttl()}, {"cancel", cancel}, {"abort", abort}});
+}
+
+// A run held by this worker but absent from its `active` list for longer than
+// a lease ttl after it was handed out never reached the worker (the lease
+// reply was lost). Heartbeats renew all of a worker's leases, so without this
+// such a run would stay leased forever.
+void Coordinator::Impl::requeue_unreceived(const std::string& worker_id,
+                                          const std::vector<std::pair<int64_t, int64_t>>& active,
+                                          double t) {
+  std::set<int64_t> listed;
+  for (const auto& a : active) listed.insert(a.first);
+  for (int64_t run : sched.runs_of(worker_id)) {
+    if (listed.count(run)) continue;
+    auto [it, fresh] = lease_granted_at.emplace(run, t);  // unknown after a restart: start now
+    if (fresh || t - it->second <= ttl()) continue;
+    lease_granted_at.erase(it);
+    (void)lose_lease(run, "worker " + worker_id + " never reported the run as active (lost lease reply)");
+  }
 }
 
 Response Coordinator::Impl::h_lease(const Json& body, bool wait_expired) {
@@ -238,6 +257,7 @@ Response Coordinator::Impl::h_lease(const Json& body, bool wait_expired) {
       tr.detail = "leased to " + id;
       ASSAY_RETURN_IF_ERROR(db->transition(tr));
       ASSAY_RETURN_IF_ERROR(sdb->put_placement({a.run_id, id, a.attempt, a.gpus, a.cpus}, t));
+      lease_granted_at[a.run_id] = t;
       ASSAY_ASSIGN_OR_RETURN(auto r, db->get_run(a.run_id));
       runs.push_back(std::move(r));
     }

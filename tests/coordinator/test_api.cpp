@@ -258,6 +258,31 @@ TEST_F(Api, LeaseExpiryRequeuesWithNextAttemptThenFailsLostWorker) {
   EXPECT_EQ(r["failure_reason"], "lost_worker");
 }
 
+// A lease reply that never reached the worker: the worker keeps heartbeating
+// (renewing every lease it holds) but never lists the run as active. After a
+// lease ttl the run is requeued instead of staying leased forever.
+TEST_F(Api, RunNeverReportedActiveIsRequeuedAfterATtl) {
+  Json sub = user("POST", "/v1/sweeps", sweep("lost", 2), 201);
+  int64_t got = sub["runs"][0], lost = sub["runs"][1];
+  register_worker("w1", 0);
+  ASSERT_EQ(lease("w1", 2)["runs"].size(), 2u);  // the worker only "received" `got`
+  Json active = {{{"run_id", got}, {"attempt", 1}}};
+  now_ += 20;
+  worker("POST", "/v1/worker/heartbeat", {{"worker_id", "w1"}, {"active", active}});
+  EXPECT_EQ(run(lost)["state"], "leased");  // within the ttl: a reply may still be in flight
+  now_ += 15;
+  worker("POST", "/v1/worker/heartbeat", {{"worker_id", "w1"}, {"active", active}});
+  Json r = run(lost);
+  EXPECT_EQ(r["state"], "queued");
+  EXPECT_EQ(r["attempt"], 2);
+  EXPECT_EQ(run(got)["state"], "leased");  // the listed run keeps its lease
+  // A heartbeat without an `active` field (an older worker) judges nothing.
+  ASSERT_EQ(lease("w1", 1)["runs"].size(), 1u);
+  now_ += 40;
+  worker("POST", "/v1/worker/heartbeat", {{"worker_id", "w1"}});
+  EXPECT_EQ(run(lost)["state"], "leased");
+}
+
 TEST_F(Api, WorkerRestartRequeuesItsRunsAtOnce) {
   Json sub = user("POST", "/v1/sweeps", sweep("r", 2), 201);
   register_worker("w1", 0, 8, "first");

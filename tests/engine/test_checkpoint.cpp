@@ -10,18 +10,13 @@
 #include <nlohmann/json.hpp>
 
 #include "assay/engine.h"
+#include "temp_dir.h"
 
 using namespace assay::engine;
 namespace fs = std::filesystem;
 
 namespace {
 
-fs::path temp_dir(const std::string& name) {
-  fs::path p = fs::path(ASSAY_BINARY_DIR) / "test_tmp" / name;
-  fs::remove_all(p);
-  fs::create_directories(p);
-  return p;
-}
 
 const GPTConfig kCfg{257, 16, 2, 2, 16};
 

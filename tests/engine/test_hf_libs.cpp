@@ -13,6 +13,7 @@
 #include <random>
 
 #include "assay/engine.h"
+#include "temp_dir.h"
 
 using namespace assay::engine;
 namespace fs = std::filesystem;
@@ -35,12 +36,6 @@ int run_ref(const std::string& args) {
   return std::system(cmd.c_str());
 }
 
-fs::path temp_dir(const std::string& name) {
-  fs::path p = fs::path(ASSAY_BINARY_DIR) / "test_tmp" / name;
-  fs::remove_all(p);
-  fs::create_directories(p);
-  return p;
-}
 
 // Hand-picked edge cases plus random strings over tricky pieces: combining
 // marks (category M, neither letter nor number), non-ASCII digits and

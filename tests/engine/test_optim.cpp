@@ -6,18 +6,11 @@
 #include <fstream>
 
 #include "assay/engine.h"
+#include "temp_dir.h"
 
 using namespace assay::engine;
 namespace fs = std::filesystem;
 
-namespace {
-fs::path temp_dir(const std::string& name) {
-  fs::path p = fs::path(ASSAY_BINARY_DIR) / "test_tmp" / name;
-  fs::remove_all(p);
-  fs::create_directories(p);
-  return p;
-}
-}  // namespace
 
 TEST(AdamW, MatchesHandComputedSteps) {
   // θ0 = [1, 1, -2], g = [0.5, 0.5, -0.1]; element 1 is not decayed.

@@ -7,18 +7,13 @@
 #include <nlohmann/json.hpp>
 
 #include "assay/engine.h"
+#include "temp_dir.h"
 
 using namespace assay::engine;
 namespace fs = std::filesystem;
 
 namespace {
 
-fs::path temp_dir(const std::string& name) {
-  fs::path p = fs::path(ASSAY_BINARY_DIR) / "test_tmp" / name;
-  fs::remove_all(p);
-  fs::create_directories(p);
-  return p;
-}
 
 // GPT-2's printable form of a byte (the byte_to_unicode map), as UTF-8.
 std::string byte_char(int b) {

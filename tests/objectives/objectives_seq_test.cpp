@@ -7,39 +7,19 @@
 #include <vector>
 
 #include "assay/objectives.h"
+#include "fd_util.h"
 
 namespace {
 
 using namespace assay::obj;
 
-std::vector<float> rand_vec(std::size_t n, unsigned seed, double scale = 2.0) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.0f, static_cast<float>(scale));
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(rng);
-  return v;
-}
+using assay::obj::test_util::random_logits;
 
-// Central differences on float inputs with the exact perturbation (see objectives_test.cpp).
+// Central differences on float inputs with the exact perturbation (fd_util.h).
 template <class F>
 void fd_check(std::vector<float> z, const std::vector<float>& g, F loss, const char* what,
               double atol = 2e-4, double rtol = 3e-3) {
-  const float h = 1.0f / 512;
-  double max_abs = 0;
-  for (std::size_t i = 0; i < z.size(); ++i) {
-    const float z0 = z[i];
-    z[i] = z0 + h;
-    const double lp = loss(z);
-    const float zp = z[i];
-    z[i] = z0 - h;
-    const double lm = loss(z);
-    const float zm = z[i];
-    z[i] = z0;
-    const double fd = (lp - lm) / (static_cast<double>(zp) - zm);
-    max_abs = std::max(max_abs, std::fabs(fd));
-    ASSERT_NEAR(g[i], fd, atol + rtol * std::fabs(fd)) << what << " at element " << i;
-  }
-  EXPECT_GT(max_abs, 1e-4) << what << ": gradient is trivially zero";
+  assay::obj::test_util::check_fd_gradient(std::move(z), g, loss, what, atol, rtol, 1e-4);
 }
 
 std::vector<double> softmax(const float* z, int V, double tau) {
@@ -83,7 +63,7 @@ double naive_sinkhorn(const std::vector<std::vector<double>>& S,
 
 TEST(Sinkhorn, ForwardMatchesTextbookIteration) {
   const int B = 2, T = 4, V = 6;
-  auto z = rand_vec(B * T * V, 11), zt = rand_vec(B * T * V, 12);
+  auto z = random_logits(B * T * V, 11), zt = random_logits(B * T * V, 12);
   std::vector<float> mask = {1, 1, 1, 0, 1, 1, 1, 1};
   SinkhornOptions o;  // tau 2, eps 0.1, 20 iterations
   o.weight = 0.5;
@@ -112,7 +92,7 @@ TEST(Sinkhorn, ForwardMatchesTextbookIteration) {
 
 TEST(Sinkhorn, GradientThroughUnrolledIterations) {
   const int B = 2, T = 3, V = 5;
-  auto z = rand_vec(B * T * V, 21, 1.5), zt = rand_vec(B * T * V, 22, 1.5);
+  auto z = random_logits(B * T * V, 21, 1.5), zt = random_logits(B * T * V, 22, 1.5);
   std::vector<float> mask = {1, 1, 1, 1, 0, 1};
   for (auto coupling : {SinkhornCoupling::kSequence, SinkhornCoupling::kBatch}) {
     SinkhornOptions o;
@@ -141,7 +121,7 @@ TEST(Sinkhorn, RejectsBadOptions) {
 
 TEST(SequenceLogProbs, BackwardMatchesFiniteDifferences) {
   const int B = 3, T = 4, V = 6;
-  auto z = rand_vec(B * T * V, 31);
+  auto z = random_logits(B * T * V, 31);
   std::vector<int> y = {1, 2, 3, 4, 5, 0, 1, 2, 3, 4, 5, 0};
   std::vector<float> mask = {0, 1, 1, 1, 0, 0, 1, 1, 1, 1, 1, 0};
   std::vector<double> coef = {0.7, -1.3, 0.25};

@@ -13,41 +13,19 @@
 #include <vector>
 
 #include "assay/objectives.h"
+#include "fd_util.h"
 
 namespace {
 
 using namespace assay::obj;
 
-std::vector<float> random_logits(std::size_t n, unsigned seed, double scale = 2.0) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.0f, static_cast<float>(scale));
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(rng);
-  return v;
-}
+using assay::obj::test_util::random_logits;
 
 // Checks analytic gradient `grad` of loss(z) against central differences.
 void check_fd(std::vector<float> z, const std::vector<float>& grad,
               const std::function<double(const std::vector<float>&)>& loss, const char* what,
               double atol = 2e-4, double rtol = 2e-3) {
-  ASSERT_EQ(z.size(), grad.size());
-  const float h = 1.0f / 512;
-  double max_abs = 0;
-  for (std::size_t i = 0; i < z.size(); ++i) {
-    const float z0 = z[i];
-    z[i] = z0 + h;
-    const double lp = loss(z);
-    const float zp = z[i];
-    z[i] = z0 - h;
-    const double lm = loss(z);
-    const float zm = z[i];
-    z[i] = z0;
-    const double fd = (lp - lm) / (static_cast<double>(zp) - zm);
-    max_abs = std::max(max_abs, std::fabs(fd));
-    ASSERT_NEAR(grad[i], fd, atol + rtol * std::fabs(fd)) << what << " at element " << i;
-  }
-  // A gradient check over an all-zero gradient would prove nothing.
-  EXPECT_GT(max_abs, 1e-3) << what << ": gradient is trivially zero";
+  assay::obj::test_util::check_fd_gradient(std::move(z), grad, loss, what, atol, rtol, 1e-3);
 }
 
 constexpr int B = 2, T = 3, V = 7;

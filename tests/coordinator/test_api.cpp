@@ -13,6 +13,7 @@
 
 #include "assay/coordinator.h"
 #include "assay/store.h"
+#include "handler_fixture.h"
 
 using namespace assay::coordinator;
 using Json = nlohmann::json;
@@ -20,59 +21,12 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const char* kUser = "u0123456789abcdef";
-const char* kWorker = "w0123456789abcdef";
+using test_util::kUser;
+using test_util::kWorker;
 
-class Api : public ::testing::Test {
+class Api : public test_util::HandlerTest {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/assay_coord_api_XXXXXX";
-    dir_ = mkdtemp(tmpl);
-    open();
-  }
-  void TearDown() override {
-    coord_.reset();
-    fs::remove_all(dir_);
-  }
-  void open() {
-    coord_.reset();
-    Options o;
-    o.db_path = dir_ + "/results.db";
-    o.user_token = kUser;
-    o.worker_token = kWorker;
-    o.lease_ttl_s = 30;
-    o.max_body_bytes = 1 << 20;
-    o.clock = [this] { return now_; };
-    auto c = Coordinator::open(o);
-    ASSERT_TRUE(c.ok()) << c.status().to_string();
-    coord_ = std::move(c).value();
-  }
-  Response raw(const std::string& method, const std::string& target, const std::string& body,
-               const char* token) {
-    Request r;
-    r.method = method;
-    r.target = target;
-    r.body = body;
-    if (token) r.authorization = std::string("Bearer ") + token;
-    r.wait_expired = true;  // no long-polls in these tests
-    return coord_->handle_request(r);
-  }
-  Json call(const std::string& method, const std::string& target, const Json& body,
-            const char* token, int want_status) {
-    Response r = raw(method, target, body.is_null() ? "" : body.dump(), token);
-    EXPECT_EQ(r.status, want_status) << method << " " << target << " -> " << r.body;
-    Json j = Json::parse(r.body, nullptr, false);
-    if (r.status >= 400) {
-      // Every error has the same shape.
-      EXPECT_TRUE(j.is_object() && j.contains("error") && j["error"]["code"].is_string() &&
-                  j["error"]["message"].is_string())
-          << r.body;
-    }
-    return j;
-  }
-  Json user(const std::string& m, const std::string& t, const Json& b = nullptr, int st = 200) {
-    return call(m, t, b, kUser, st);
-  }
+  void configure(Options& o) override { o.max_body_bytes = 1 << 20; }
   Json worker(const std::string& m, const std::string& t, const Json& b = nullptr, int st = 200) {
     return call(m, t, b, kWorker, st);
   }
@@ -108,9 +62,6 @@ class Api : public ::testing::Test {
     return n;
   }
 
-  std::string dir_;
-  double now_ = 1'700'000'000;
-  std::unique_ptr<Coordinator> coord_;
 };
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "assay/coordinator.h"
+#include "handler_fixture.h"
 
 using namespace assay::coordinator;
 using Json = nlohmann::json;
@@ -19,49 +20,12 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const char* kUser = "u0123456789abcdef";
-const char* kWorker = "w0123456789abcdef";
+using test_util::kWorker;
 const char* kExe = "/opt/assay/bin/assay";
 
-class EvalHooks : public ::testing::Test {
+class EvalHooks : public test_util::HandlerTest {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/assay_coord_evalhooks_XXXXXX";
-    dir_ = mkdtemp(tmpl);
-    open();
-  }
-  void TearDown() override {
-    coord_.reset();
-    fs::remove_all(dir_);
-  }
-  void open() {
-    coord_.reset();
-    Options o;
-    o.db_path = dir_ + "/results.db";
-    o.user_token = kUser;
-    o.worker_token = kWorker;
-    o.lease_ttl_s = 30;
-    o.clock = [this] { return now_; };
-    o.assay_exe = kExe;
-    auto c = Coordinator::open(o);
-    ASSERT_TRUE(c.ok()) << c.status().to_string();
-    coord_ = std::move(c).value();
-  }
-  Json call(const std::string& method, const std::string& target, const Json& body,
-            const char* token, int want) {
-    Request r;
-    r.method = method;
-    r.target = target;
-    r.body = body.is_null() ? "" : body.dump();
-    r.authorization = std::string("Bearer ") + token;
-    r.wait_expired = true;
-    Response resp = coord_->handle_request(r);
-    EXPECT_EQ(resp.status, want) << method << " " << target << " -> " << resp.body;
-    return Json::parse(resp.body, nullptr, false);
-  }
-  Json user(const std::string& m, const std::string& t, const Json& b = nullptr, int st = 200) {
-    return call(m, t, b, kUser, st);
-  }
+  void configure(Options& o) override { o.assay_exe = kExe; }
   Json worker(const std::string& t, const Json& b, int st = 200) {
     return call("POST", t, b, kWorker, st);
   }
@@ -113,9 +77,6 @@ class EvalHooks : public ::testing::Test {
   }
   Json query(const std::string& sql) { return user("POST", "/v1/query", {{"sql", sql}}); }
 
-  std::string dir_;
-  double now_ = 1'700'000'000;
-  std::unique_ptr<Coordinator> coord_;
 };
 
 }  // namespace

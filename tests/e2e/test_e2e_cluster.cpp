@@ -155,6 +155,36 @@ TEST(E2E, WorkerKill9RequeuesTheRunOntoAnotherWorker) {
             1);
 }
 
+// A process forked by a run survives a kill -9 of its worker (only the run's
+// direct child dies with the worker). The worker, started again over the
+// same work directory, kills it before leasing anything.
+TEST(E2E, RestartedWorkerKillsWhatItsKilledSelfLeftRunning) {
+  Cluster c("leftover", 30.0);
+  ASSERT_TRUE(c.start_coordinator());
+  auto& a = c.start_worker("wl", "0");
+  std::string pidfile = (c.dir() / "grandchild.pid").string();
+  Json run = {{"name", "lo"},
+              {"command", "sleep 300 & echo $! > " + q(pidfile) + "; wait"},
+              {"max_attempts", 1}};
+  ASSERT_EQ(c.post("/v1/sweeps", run).status, 201);
+  ASSERT_TRUE(wait_for([&] { return !trim(slurp(pidfile)).empty(); }, 20s)) << c.diagnostics();
+  pid_t gc = std::stoi(trim(slurp(pidfile)));
+  auto alive = [&] {
+    std::string stat = slurp("/proc/" + std::to_string(gc) + "/stat");
+    size_t close = stat.rfind(')');
+    return close != std::string::npos && stat.compare(close + 2, 1, "Z") != 0;
+  };
+  a.kill9();
+  std::this_thread::sleep_for(500ms);
+  ASSERT_TRUE(alive()) << "the grandchild died with its worker: nothing left to test";
+  auto& again = c.start_worker("wl", "0");
+  EXPECT_TRUE(wait_for([&] { return !alive(); }, 15s)) << "pid " << gc << " survived\n"
+                                                      << c.diagnostics();
+  EXPECT_NE(again.logs().find("left running by an earlier start"), std::string::npos)
+      << again.logs();
+  if (alive()) kill(gc, SIGKILL);
+}
+
 // A worker that stalls (SIGSTOP) past the lease TTL loses its run to another
 // worker; once it resumes, the coordinator tells it the lease is gone and it
 // kills its copy of the run. The run's metrics come from one attempt, once.

@@ -7,6 +7,7 @@
 
 #include "assay/worker.h"
 #include "daemon_state.h"
+#include "leftovers.h"
 
 namespace assay::worker {
 
@@ -65,6 +66,9 @@ Status run_worker(const WorkerConfig& cfg_in, const std::atomic<bool>& stop,
 
   Shared s(cfg, log);
   s.instance = random_hex(16);
+  // Before leasing anything: what an earlier start of this worker left
+  // running (it was killed with SIGKILL) still holds its GPUs.
+  kill_leftover_sessions(cfg.work_dir, [&](const std::string& line) { s.say(line); });
   s.spool = spool.get();
   if (stats.pending || stats.dropped_bytes) {
     s.say("spool " + cfg.spool_dir + ": " + std::to_string(stats.pending) +

@@ -16,6 +16,7 @@
 #include "assay/hash.h"
 #include "assay/worker_protocol.h"
 #include "daemon_state.h"
+#include "leftovers.h"
 
 namespace assay::worker {
 
@@ -144,6 +145,7 @@ void Supervisor::start(LeasedRun lease) {
     return;
   }
   r.proc = std::move(proc).value();
+  record_session(s_.cfg.work_dir, r.key, r.proc->pid());  // setsid: sid == pid
   if (r.lease.timeout_s && *r.lease.timeout_s > 0) {
     r.deadline = Clock::now() + std::chrono::milliseconds(
                                     static_cast<int64_t>(*r.lease.timeout_s * 1000));
@@ -367,6 +369,7 @@ void Supervisor::run() {
       step(r);
       if (complete(r)) {
         finish(r);
+        forget_session(s_.cfg.work_dir, r.key);
         it = slots_.erase(it);
       } else {
         ++it;
@@ -379,7 +382,10 @@ void Supervisor::run() {
     }
   }
   // Abort: the groups die with us; their leases expire at the coordinator.
-  for (auto& r : slots_) r->proc->signal_group(SIGKILL);
+  for (auto& r : slots_) {
+    r->proc->signal_group(SIGKILL);
+    forget_session(s_.cfg.work_dir, r->key);
+  }
   slots_.clear();
 }
 

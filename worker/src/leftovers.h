@@ -1,0 +1,26 @@
+// Runs that outlive a worker killed with SIGKILL. Each run is started in its
+// own session (setsid), and its direct child dies with the worker
+// (PR_SET_PDEATHSIG), but a process it forked lives on, holding its GPUs.
+// The worker records each live run's session id in the work directory and,
+// when it starts again over the same directory, kills what is left of them.
+#pragma once
+
+#include <sys/types.h>
+
+#include <functional>
+#include <string>
+#include <utility>
+
+namespace assay::worker {
+
+// <work_dir>/sessions/<run>.<attempt> holds the session id, in decimal.
+void record_session(const std::string& work_dir, std::pair<int64_t, int> key, pid_t sid);
+void forget_session(const std::string& work_dir, std::pair<int64_t, int> key);
+
+// For every recorded session: SIGKILLs each process still in that session
+// whose environment carries the run's ASSAY_RUN_ID (so a recycled session id
+// never hits a stranger), then forgets the record. Returns the processes killed.
+int kill_leftover_sessions(const std::string& work_dir,
+                           const std::function<void(const std::string&)>& say);
+
+}  // namespace assay::worker

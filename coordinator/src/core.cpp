@@ -237,6 +237,8 @@ Json Coordinator::Impl::run_json(const store::Run& r) {
   j["failure_detail"] = r.failure_detail;
   j["exit_code"] = r.exit_code ? Json(*r.exit_code) : Json(nullptr);
   j["timeout_s"] = r.timeout_s ? Json(*r.timeout_s) : Json(nullptr);
+  j["peak_gpu_mem_mb"] = r.peak_gpu_mem_mb ? Json(*r.peak_gpu_mem_mb) : Json(nullptr);
+  j["gpu_mem_source"] = r.gpu_mem_source.empty() ? Json(nullptr) : Json(r.gpu_mem_source);
   j["created_at"] = r.created_at;
   j["started_at"] = r.started_at ? Json(*r.started_at) : Json(nullptr);
   j["finished_at"] = r.finished_at ? Json(*r.finished_at) : Json(nullptr);

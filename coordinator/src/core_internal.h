@@ -131,6 +131,8 @@ struct Coordinator::Impl {
   // active for a whole lease ttl since then was never received (a lost lease
   // reply) and is requeued. Cleared when the lease ends.
   std::map<int64_t, double> lease_granted_at;
+  // When each worker's GPUs were last written to gpu_samples.
+  std::map<std::string, double> gpu_sampled_at;
 
   double now() const;
   double ttl() const { return opts.lease_ttl_s; }
@@ -144,6 +146,13 @@ struct Coordinator::Impl {
   void requeue_unreceived(const std::string& worker_id,
                           const std::vector<std::pair<int64_t, int64_t>>& active, double t);
   void expire_leases();
+
+  // A worker's GPUs as stored in workers.gpus_json.
+  static Json gpus_json(const WorkerInfo& w);
+  // Appends the worker's GPU state to gpu_samples, at most every
+  // kGpuSampleEvery seconds per worker (heartbeats come every few seconds).
+  Status sample_gpus(const WorkerInfo& w, double t);
+  static constexpr double kGpuSampleEvery = 10.0;
 
   // Helpers shared by handlers.
   Json run_json(const store::Run& r);

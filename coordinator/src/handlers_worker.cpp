@@ -94,7 +94,6 @@ Response Coordinator::Impl::h_register(const Json& body) {
   wi.instance = instance;
   wi.cpus = static_cast<int>(cpus);
   wi.max_runs = static_cast<int>(max_runs);
-  Json stored_gpus = Json::array();
   for (size_t i = 0; i < gpus.size(); ++i) {
     const Json& g = gpus[i];
     std::string where = "gpus[" + std::to_string(i) + "]";
@@ -113,9 +112,6 @@ Response Coordinator::Impl::h_register(const Json& body) {
         return bad(Status::Invalid(where + ": duplicate GPU index " + std::to_string(*idx)));
     GpuInfo x{static_cast<int>(*idx), *uuid, *name, *total, *free_mb, static_cast<int>(*util), 0};
     wi.gpus.push_back(x);
-    stored_gpus.push_back({{"index", x.index}, {"uuid", x.uuid}, {"name", x.name},
-                           {"mem_total_mb", x.mem_total_mb}, {"mem_free_mb", x.mem_free_mb},
-                           {"util_pct", x.util_pct}});
   }
   Json labels = body.contains("labels") ? body["labels"] : Json::object();
   if (!labels.is_object()) return bad(Status::Invalid("field 'labels': expected an object"));
@@ -129,7 +125,7 @@ Response Coordinator::Impl::h_register(const Json& body) {
   store::Worker w;
   w.id = id;
   w.host = host;
-  w.gpus_json = dump_json(stored_gpus);
+  w.gpus_json = dump_json(gpus_json(wi));
   w.labels_json = dump_json(labels);
   w.cpus = wi.cpus;
   w.registered_at = t;
@@ -157,6 +153,37 @@ Response Coordinator::Impl::h_register(const Json& body) {
                              {"requeued", requeued}});
 }
 
+Json Coordinator::Impl::gpus_json(const WorkerInfo& w) {
+  Json out = Json::array();
+  for (const auto& x : w.gpus) {
+    out.push_back({{"index", x.index}, {"uuid", x.uuid}, {"name", x.name},
+                   {"mem_total_mb", x.mem_total_mb}, {"mem_free_mb", x.mem_free_mb},
+                   {"util_pct", x.util_pct}});
+  }
+  return out;
+}
+
+Status Coordinator::Impl::sample_gpus(const WorkerInfo& w, double t) {
+  auto it = gpu_sampled_at.find(w.id);
+  if (it != gpu_sampled_at.end() && t - it->second < kGpuSampleEvery) return Status::Ok();
+  std::vector<store::GpuSample> rows;
+  for (const auto& x : w.gpus) {
+    if (x.mem_free_mb < 0) continue;  // never reported
+    store::GpuSample g;
+    g.worker_id = w.id;
+    g.gpu_index = x.index;
+    g.at = t;
+    if (x.util_pct >= 0) g.util_pct = x.util_pct;
+    g.mem_total_mb = x.mem_total_mb;
+    g.mem_used_mb = std::max<int64_t>(0, x.mem_total_mb - x.mem_free_mb);
+    rows.push_back(g);
+  }
+  if (rows.empty()) return Status::Ok();
+  ASSAY_RETURN_IF_ERROR(db->add_gpu_samples(rows));
+  gpu_sampled_at[w.id] = t;
+  return Status::Ok();
+}
+
 Response Coordinator::Impl::h_heartbeat(const Json& body) {
   TRY_FIELD(std::string id, worker_id_of(body));
   TRY_FIELD(std::string instance, get_string(body, "instance", std::string()));
@@ -178,10 +205,7 @@ Response Coordinator::Impl::h_heartbeat(const Json& body) {
   if (!w || (!instance.empty() && !w->instance.empty() && instance != w->instance))
     return unknown_worker(id);
   double t = now();
-  Status st = db->heartbeat(id, t);
-  if (!st.ok()) return status_response(st);
-  w->last_heartbeat = t;
-  sched.renew(id, t + ttl());
+  bool gpus_changed = false;
   for (auto& g : gpus) {
     if (!g.is_object()) continue;
     auto idx = get_int(g, "index");
@@ -190,8 +214,17 @@ Response Coordinator::Impl::h_heartbeat(const Json& body) {
       if (x.index != *idx) continue;
       if (auto f = get_int(g, "mem_free_mb", x.mem_free_mb); f.ok()) x.mem_free_mb = *f;
       if (auto u = get_int(g, "util_pct", x.util_pct); u.ok()) x.util_pct = static_cast<int>(*u);
+      gpus_changed = true;
     }
   }
+  Status st = db->transaction([&]() -> Status {
+    if (!gpus_changed) return db->heartbeat(id, t);
+    ASSAY_RETURN_IF_ERROR(db->heartbeat(id, t, dump_json(gpus_json(*w))));
+    return sample_gpus(*w, t);
+  });
+  if (!st.ok()) return status_response(st);
+  w->last_heartbeat = t;
+  sched.renew(id, t + ttl());
   if (body.contains("active")) requeue_unreceived(id, act, t);
   Json cancel = Json::array(), abort = Json::array();
   for (int64_t run : sched.runs_of(id))
@@ -331,6 +364,18 @@ Response Coordinator::Impl::h_finished(int64_t run_id, const Json& body) {
   TRY_FIELD(std::string spawn_error, get_string(body, "spawn_error", std::string()));
   TRY_FIELD(std::string tail, get_string(body, "log_tail", std::string()));
   TRY_FIELD(int64_t malformed, get_int(body, "malformed_metric_lines", 0));
+  std::optional<int64_t> peak_gpu_mem;
+  std::string gpu_mem_source;
+  if (body.contains("peak_gpu_mem_mb") && !body["peak_gpu_mem_mb"].is_null()) {
+    TRY_FIELD(peak_gpu_mem, get_int(body, "peak_gpu_mem_mb"));
+    if (*peak_gpu_mem < 0)
+      return bad(Status::Invalid("field 'peak_gpu_mem_mb': expected an integer >= 0, got " +
+                                 std::to_string(*peak_gpu_mem)));
+    TRY_FIELD(gpu_mem_source, get_string(body, "gpu_mem_source"));
+    if (gpu_mem_source != "process" && gpu_mem_source != "device")
+      return bad(Status::Invalid("field 'gpu_mem_source': expected \"process\" or \"device\", got \"" +
+                                 gpu_mem_source + "\""));
+  }
   std::optional<int64_t> exit_code, sig;
   if (body.contains("exit_code") && !body["exit_code"].is_null()) {
     TRY_FIELD(exit_code, get_int(body, "exit_code"));
@@ -360,6 +405,8 @@ Response Coordinator::Impl::h_finished(int64_t run_id, const Json& body) {
   tr.actor = "worker:" + id;
   tr.expect_from = store::RunState::kRunning;
   if (exit_code) tr.exit_code = static_cast<int>(*exit_code);
+  tr.peak_gpu_mem_mb = peak_gpu_mem;
+  tr.gpu_mem_source = gpu_mem_source;
   bool cancel_pending = cancel_requested.count(run_id) != 0;
   std::string oom_line;
   // CUDA OOM text only matters for a run that failed; the stored logs are

@@ -26,7 +26,8 @@ namespace {
 constexpr const char* kRunColumns =
     "id, sweep_id, name, spec_json, params_json, command, state, attempt, max_attempts, "
     "priority, gpus, gpu_mem_mb, cpus, labels_json, timeout_s, worker_id, lease_expires_at, "
-    "failure_reason, failure_detail, exit_code, created_at, started_at, finished_at";
+    "failure_reason, failure_detail, exit_code, created_at, started_at, finished_at, "
+    "peak_gpu_mem_mb, coalesce(gpu_mem_source, '')";
 
 Run read_run(const Stmt& s) {
   Run r;
@@ -51,6 +52,8 @@ Run read_run(const Stmt& s) {
   r.created_at = s.f64(20);
   r.started_at = s.opt_f64(21);
   r.finished_at = s.opt_f64(22);
+  r.peak_gpu_mem_mb = s.opt_i64(23);
+  r.gpu_mem_source = s.text(24);
   return r;
 }
 
@@ -339,7 +342,9 @@ Status Store::transition(const Transition& t) {
         "started_at = CASE WHEN ?2 = 'running' THEN ?9 WHEN ?2 = 'queued' THEN NULL "
         "  ELSE started_at END, "
         "finished_at = CASE WHEN ?2 = 'succeeded' OR ?2 = 'failed' OR ?2 = 'cancelled' THEN ?9 "
-        "ELSE NULL END "
+        "ELSE NULL END, "
+        "peak_gpu_mem_mb = CASE WHEN ?2 = 'queued' THEN NULL ELSE coalesce(?10, peak_gpu_mem_mb) END, "
+        "gpu_mem_source = CASE WHEN ?2 = 'queued' THEN NULL ELSE coalesce(?11, gpu_mem_source) END "
         "WHERE id = ?1");
     s.bind(1, t.run_id).bind(2, to_string(t.to));
     if (holds_lease) {
@@ -352,6 +357,8 @@ Status Store::transition(const Transition& t) {
     s.bind(6, t.failure_detail);
     if (t.exit_code) s.bind(7, int64_t(*t.exit_code)); else s.bind_null(7);
     s.bind(8, t.bump_attempt ? 1 : 0).bind(9, at);
+    if (t.peak_gpu_mem_mb) s.bind(10, *t.peak_gpu_mem_mb); else s.bind_null(10);
+    if (!t.gpu_mem_source.empty()) s.bind(11, t.gpu_mem_source); else s.bind_null(11);
     ASSAY_RETURN_IF_ERROR(s.exec().with_context(who));
     ASSAY_CACHED(e, "INSERT INTO run_events(run_id, at, actor, kind, from_state, to_state, detail) "
         "VALUES (?1, ?2, ?3, 'state', ?4, ?5, ?6)");
@@ -503,12 +510,31 @@ Status Store::upsert_worker(const Worker& w) {
       .with_context("worker " + w.id);
 }
 
-Status Store::heartbeat(const std::string& worker_id, double at) {
-  ASSAY_CACHED(s, "UPDATE workers SET last_heartbeat = ?2 WHERE id = ?1");
-  ASSAY_RETURN_IF_ERROR(s.bind(1, worker_id).bind(2, at).exec());
+Status Store::heartbeat(const std::string& worker_id, double at,
+                        const std::optional<std::string>& gpus_json) {
+  ASSAY_CACHED(s, "UPDATE workers SET last_heartbeat = ?2, gpus_json = coalesce(?3, gpus_json) "
+                  "WHERE id = ?1");
+  s.bind(1, worker_id).bind(2, at);
+  if (gpus_json) s.bind(3, *gpus_json); else s.bind_null(3);
+  ASSAY_RETURN_IF_ERROR(s.exec());
   if (sqlite3_changes(db_) == 0)
     return Status::NotFound("worker " + worker_id + ": not registered");
   return Status::Ok();
+}
+
+Status Store::add_gpu_samples(const std::vector<GpuSample>& samples) {
+  return transaction([&]() -> Status {
+    ASSAY_CACHED(s, "INSERT OR REPLACE INTO gpu_samples(worker_id, gpu_index, at, util_pct, "
+                    "mem_used_mb, mem_total_mb) VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
+    for (const auto& g : samples) {
+      s.bind(1, g.worker_id).bind(2, int64_t(g.gpu_index)).bind(3, g.at);
+      if (g.util_pct) s.bind(4, int64_t(*g.util_pct)); else s.bind_null(4);
+      ASSAY_RETURN_IF_ERROR(s.bind(5, g.mem_used_mb).bind(6, g.mem_total_mb).exec()
+                                .with_context("worker " + g.worker_id));
+      ASSAY_RETURN_IF_ERROR(s.reset());
+    }
+    return Status::Ok();
+  });
 }
 
 Result<std::vector<Worker>> Store::workers() {

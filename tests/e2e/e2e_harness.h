@@ -277,4 +277,13 @@ class Cluster {
   std::vector<std::unique_ptr<Daemon>> workers_;
 };
 
+// Single-quotes a path for the shell.
+inline std::string q(const std::string& s) { return "'" + s + "'"; }
+
+// The first run of a named sweep.
+inline int64_t run_id_of(Db& db, const std::string& sweep) {
+  return db.scalar("SELECT r.id FROM runs r JOIN sweeps s ON s.id = r.sweep_id WHERE s.name = '" +
+                   sweep + "' ORDER BY r.id LIMIT 1");
+}
+
 }  // namespace e2e

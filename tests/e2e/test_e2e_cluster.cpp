@@ -7,13 +7,6 @@
 namespace e2e {
 namespace {
 
-std::string q(const std::string& s) { return "'" + s + "'"; }
-
-int64_t run_id_of(Db& db, const std::string& sweep) {
-  return db.scalar("SELECT r.id FROM runs r JOIN sweeps s ON s.id = r.sweep_id WHERE s.name = '" +
-                   sweep + "' ORDER BY r.id LIMIT 1");
-}
-
 // Twelve GPU runs over two workers (three GPUs): every metric point lands
 // exactly once, every checkpoint is an artifact with the right hash, every
 // malformed line is an event with its line number, logs reach the coordinator.

@@ -240,6 +240,42 @@ TEST_F(StoreTest, WorkersRoundTripAndHeartbeat) {
   EXPECT_EQ((*ws)[0].registered_at, 1000.0);
 }
 
+TEST_F(StoreTest, GpuTelemetryPeakPerAttemptLiveStateAndSamples) {
+  ASSERT_TRUE(store->upsert_worker({.id = "w1", .host = "h", .gpus_json = "[]"}).ok());
+  ASSERT_TRUE(store->heartbeat("w1", 2000, std::string(R"([{"index":0,"util_pct":55}])")).ok());
+  ASSERT_TRUE(store->heartbeat("w1", 2001).ok());  // no GPU list: the last one stays
+  EXPECT_EQ((*store->workers())[0].gpus_json, R"([{"index":0,"util_pct":55}])");
+  ASSERT_TRUE(store->add_gpu_samples({{"w1", 0, 2000, 55, 1000, 81920},
+                                      {"w1", 1, 2000, std::nullopt, 0, 81920}}).ok());
+  auto rows = st::query_readonly(dir.file("t.db"), "SELECT gpu_index, coalesce(util_pct, -1), "
+                                 "mem_used_mb FROM gpu_samples ORDER BY gpu_index");
+  ASSERT_TRUE(rows.ok()) << rows.status().to_string();
+  ASSERT_EQ(rows->rows.size(), 2u);
+  EXPECT_EQ(rows->rows[0][1], st::Cell(int64_t(55)));
+  EXPECT_EQ(rows->rows[1][1], st::Cell(int64_t(-1)));
+
+  int64_t id = add_run();
+  ASSERT_TRUE(store->transition({.run_id = id, .to = st::RunState::kLeased, .actor = "c", .worker_id = "w1"}).ok());
+  ASSERT_TRUE(store->transition({.run_id = id, .to = st::RunState::kRunning, .actor = "c"}).ok());
+  EXPECT_FALSE(store->get_run(id)->peak_gpu_mem_mb.has_value());
+  ASSERT_TRUE(store->transition({.run_id = id, .to = st::RunState::kFailed, .actor = "c",
+                                 .failure_reason = st::FailureReason::kOom, .exit_code = 1,
+                                 .peak_gpu_mem_mb = 79000, .gpu_mem_source = "process"}).ok());
+  auto r = store->get_run(id);
+  EXPECT_EQ(r->peak_gpu_mem_mb, 79000);
+  EXPECT_EQ(r->gpu_mem_source, "process");
+  // A retry starts a new attempt: its peak is not the old one's.
+  ASSERT_TRUE(store->transition({.run_id = id, .to = st::RunState::kQueued, .actor = "user",
+                                 .bump_attempt = true}).ok());
+  r = store->get_run(id);
+  EXPECT_FALSE(r->peak_gpu_mem_mb.has_value());
+  EXPECT_EQ(r->gpu_mem_source, "");
+  // The schema refuses a source it does not know.
+  ASSERT_TRUE(store->transition({.run_id = id, .to = st::RunState::kLeased, .actor = "c", .worker_id = "w1"}).ok());
+  EXPECT_FALSE(store->transition({.run_id = id, .to = st::RunState::kRunning, .actor = "c",
+                                  .gpu_mem_source = "guess"}).ok());
+}
+
 TEST_F(StoreTest, EvalResultsRoundTripUpsertAndJoinToProducer) {
   int64_t producer = add_run(R"({"objective":"fkl"})");
   ASSERT_TRUE(store->put_artifact({.run_id = producer, .content_hash = "ck", .path = "/ck", .step = 50}).ok());

@@ -2,6 +2,7 @@
  * dlopen, reporting two devices. The real library is a true seam here: a
  * machine without a driver cannot exercise the discovery path otherwise. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct { unsigned long long total, free, used; } mem_t;
@@ -40,4 +41,35 @@ int nvmlDeviceGetUtilizationRates(void* h, util_t* u) {
   u->gpu = 10u * (unsigned)(*(int*)h + 1);
   u->memory = 0;
   return 0;
+}
+
+/* Compute processes: lines "<device> <pid> <MiB>" from the file named by
+ * $FAKE_NVML_PROCS_FILE (rewritten by the test's run as it "allocates");
+ * no file means no processes. */
+typedef struct {
+  unsigned int pid;
+  unsigned long long used;
+  unsigned int gi, ci;
+} proc_t;
+
+int nvmlDeviceGetComputeRunningProcesses_v3(void* h, unsigned int* count, proc_t* out) {
+  const char* path = getenv("FAKE_NVML_PROCS_FILE");
+  unsigned int n = 0, cap = *count;
+  FILE* f = path ? fopen(path, "r") : NULL;
+  if (f) {
+    int dev, pid;
+    long long mib;
+    while (fscanf(f, "%d %d %lld", &dev, &pid, &mib) == 3) {
+      if (dev != *(int*)h) continue;
+      if (n < cap) {
+        out[n].pid = (unsigned)pid;
+        out[n].used = (unsigned long long)mib << 20;
+        out[n].gi = out[n].ci = 0;
+      }
+      ++n;
+    }
+    fclose(f);
+  }
+  *count = n;
+  return n > cap ? 7 /* NVML_ERROR_INSUFFICIENT_SIZE */ : 0;
 }

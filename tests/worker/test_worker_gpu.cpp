@@ -1,5 +1,11 @@
 // GPU inventory: NVML through dlopen (absent, present through a stand-in
 // library, and whatever this machine really has) and the --gpus override.
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+
 #include <gtest/gtest.h>
 
 #include "assay/worker_gpu.h"
@@ -36,6 +42,32 @@ TEST(Nvml, DiscoversDevicesThroughTheLoadedLibrary) {
   EXPECT_EQ(j["mem_total_mb"], 81920);
 }
 
+TEST(Nvml, ListsComputeProcessesPerDevice) {
+  auto nvml = Nvml::open(nullptr, ASSAY_FAKE_NVML);
+  ASSERT_NE(nvml, nullptr);
+  std::vector<GpuProcess> p;
+  ::unsetenv("FAKE_NVML_PROCS_FILE");
+  ASSERT_TRUE(nvml->processes(0, &p));
+  EXPECT_TRUE(p.empty());
+  std::string file = ::testing::TempDir() + "/nvml-procs-" + std::to_string(::getpid());
+  {
+    std::ofstream out(file);
+    for (int i = 0; i < 100; ++i) out << "1 " << 1000 + i << " " << i << "\n";  // > the first buffer
+    out << "0 42 2048\n";
+  }
+  ::setenv("FAKE_NVML_PROCS_FILE", file.c_str(), 1);
+  ASSERT_TRUE(nvml->processes(0, &p));
+  ASSERT_EQ(p.size(), 1u);
+  EXPECT_EQ(p[0].pid, 42);
+  EXPECT_EQ(p[0].used_mb, 2048);
+  ASSERT_TRUE(nvml->processes(1, &p));
+  ASSERT_EQ(p.size(), 100u);
+  EXPECT_EQ(p[99].pid, 1099);
+  EXPECT_FALSE(nvml->processes(7, &p));  // no such device
+  ::unsetenv("FAKE_NVML_PROCS_FILE");
+  std::remove(file.c_str());
+}
+
 TEST(Nvml, ThisMachine) {
   std::string note;
   auto gpus = discover_gpus(&note);
@@ -51,6 +83,8 @@ TEST(Nvml, ThisMachine) {
     EXPECT_FALSE(g.uuid.empty());
     EXPECT_GT(g.mem_total_mb, 0);
     EXPECT_LE(g.mem_free_mb, g.mem_total_mb);
+    std::vector<GpuProcess> p;
+    EXPECT_TRUE(nvml->processes(g.index, &p)) << "device " << g.index;
   }
 }
 

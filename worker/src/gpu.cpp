@@ -5,6 +5,7 @@
 
 #include <cctype>
 #include <charconv>
+#include <cstdlib>
 #include <set>
 
 #include "assay/worker_gpu.h"
@@ -21,6 +22,18 @@ struct NvmlMemory {  // nvmlMemory_t: bytes
 struct NvmlUtilization {  // nvmlUtilization_t: percent over the last sample period
   unsigned int gpu, memory;
 };
+// nvmlProcessInfo_t as the _v2/_v3 entry points fill it; the unversioned one
+// fills the first two fields only (nvmlProcessInfo_v1_t).
+struct NvmlProcessInfo {
+  unsigned int pid;
+  unsigned long long used_gpu_memory;  // bytes; all ones when unavailable
+  unsigned int gpu_instance_id, compute_instance_id;
+};
+struct NvmlProcessInfoV1 {
+  unsigned int pid;
+  unsigned long long used_gpu_memory;
+};
+constexpr nvmlReturn_t kNvmlInsufficientSize = 7;
 
 constexpr int64_t kMiB = 1024 * 1024;
 
@@ -36,6 +49,8 @@ struct Nvml::Api {
   nvmlReturn_t (*uuid)(nvmlDevice_t, char*, unsigned int) = nullptr;
   nvmlReturn_t (*memory)(nvmlDevice_t, NvmlMemory*) = nullptr;
   nvmlReturn_t (*util)(nvmlDevice_t, NvmlUtilization*) = nullptr;
+  nvmlReturn_t (*procs)(nvmlDevice_t, unsigned int*, NvmlProcessInfo*) = nullptr;
+  nvmlReturn_t (*procs_v1)(nvmlDevice_t, unsigned int*, NvmlProcessInfoV1*) = nullptr;
   const char* (*error_string)(nvmlReturn_t) = nullptr;
 };
 
@@ -51,7 +66,13 @@ bool bind(void* h, const char* sym, const char* fallback, F* out) {
 
 }  // namespace
 
+const char* default_nvml_library() {
+  const char* env = std::getenv("ASSAY_NVML_LIBRARY");
+  return env && *env ? env : "libnvidia-ml.so.1";
+}
+
 std::unique_ptr<Nvml> Nvml::open(std::string* why, const char* lib) {
+  if (!lib) lib = default_nvml_library();
   auto api = std::make_unique<Api>();
   api->handle = dlopen(lib, RTLD_NOW | RTLD_LOCAL);
   if (!api->handle) {
@@ -69,6 +90,9 @@ std::unique_ptr<Nvml> Nvml::open(std::string* why, const char* lib) {
   // Utilization and error strings are optional extras.
   (void)bind(api->handle, "nvmlDeviceGetUtilizationRates", nullptr, &api->util);
   (void)bind(api->handle, "nvmlErrorString", nullptr, &api->error_string);
+  if (!bind(api->handle, "nvmlDeviceGetComputeRunningProcesses_v3",
+            "nvmlDeviceGetComputeRunningProcesses_v2", &api->procs))
+    (void)bind(api->handle, "nvmlDeviceGetComputeRunningProcesses", nullptr, &api->procs_v1);
   if (!ok) {
     if (why) *why = std::string(lib) + ": missing NVML entry points";
     dlclose(api->handle);
@@ -118,6 +142,38 @@ std::vector<GpuInfo> Nvml::query() const {
     out.push_back(std::move(g));
   }
   return out;
+}
+
+bool Nvml::processes(int index, std::vector<GpuProcess>* out) const {
+  out->clear();
+  nvmlDevice_t dev = nullptr;
+  if (index < 0 || api_->by_index(static_cast<unsigned int>(index), &dev) != 0) return false;
+  auto mb = [](unsigned long long bytes) {
+    return bytes == ~0ULL ? int64_t(-1) : static_cast<int64_t>(bytes / kMiB);
+  };
+  // The list can grow between the sizing call and the read: retry larger.
+  for (unsigned int cap = 64; cap <= 4096; cap *= 4) {
+    unsigned int n = cap;
+    nvmlReturn_t rc;
+    if (api_->procs) {
+      std::vector<NvmlProcessInfo> buf(cap);
+      rc = api_->procs(dev, &n, buf.data());
+      if (rc == 0)
+        for (unsigned int i = 0; i < n && i < cap; ++i)
+          out->push_back({static_cast<int>(buf[i].pid), mb(buf[i].used_gpu_memory)});
+    } else if (api_->procs_v1) {
+      std::vector<NvmlProcessInfoV1> buf(cap);
+      rc = api_->procs_v1(dev, &n, buf.data());
+      if (rc == 0)
+        for (unsigned int i = 0; i < n && i < cap; ++i)
+          out->push_back({static_cast<int>(buf[i].pid), mb(buf[i].used_gpu_memory)});
+    } else {
+      return false;
+    }
+    if (rc == 0) return true;
+    if (rc != kNvmlInsufficientSize) return false;
+  }
+  return false;
 }
 
 std::vector<GpuInfo> discover_gpus(std::string* note, const char* lib) {

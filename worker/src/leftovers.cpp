@@ -22,7 +22,7 @@ fs::path session_file(const std::string& work_dir, std::pair<int64_t, int> key) 
 // Session id of a process from /proc/<pid>/stat (field 6), or -1. The command
 // name (field 2) may hold spaces and parentheses, so fields are counted from
 // the last ')'.
-pid_t session_of(const std::string& pid) {
+pid_t session_of_proc(const std::string& pid) {
   std::ifstream in("/proc/" + pid + "/stat");
   std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   size_t close = stat.rfind(')');
@@ -50,12 +50,14 @@ std::vector<pid_t> members(pid_t sid, int64_t run_id) {
   for (const auto& e : fs::directory_iterator("/proc", ec)) {
     std::string name = e.path().filename().string();
     if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
-    if (session_of(name) == sid && has_env(name, tag)) out.push_back(std::atoi(name.c_str()));
+    if (session_of_proc(name) == sid && has_env(name, tag)) out.push_back(std::atoi(name.c_str()));
   }
   return out;
 }
 
 }  // namespace
+
+pid_t session_of(pid_t pid) { return session_of_proc(std::to_string(pid)); }
 
 void record_session(const std::string& work_dir, std::pair<int64_t, int> key, pid_t sid) {
   fs::path p = session_file(work_dir, key);

@@ -13,6 +13,10 @@
 
 namespace assay::worker {
 
+// Session id of a live process from /proc/<pid>/stat; -1 when it is gone or a
+// zombie.
+pid_t session_of(pid_t pid);
+
 // <work_dir>/sessions/<run>.<attempt> holds the session id, in decimal.
 void record_session(const std::string& work_dir, std::pair<int64_t, int> key, pid_t sid);
 void forget_session(const std::string& work_dir, std::pair<int64_t, int> key);

@@ -16,6 +16,7 @@
 #include "assay/hash.h"
 #include "assay/worker_protocol.h"
 #include "daemon_state.h"
+#include "gpu_memory.h"
 #include "leftovers.h"
 
 namespace assay::worker {
@@ -57,11 +58,14 @@ struct RunSlot {
   std::optional<Clock::time_point> leader_gone_at;
   std::optional<int64_t> oom_before;
   int64_t malformed_reported = 0;
+  GpuPeak gpu_peak;
 };
 
 class Supervisor {
  public:
-  explicit Supervisor(Shared& s) : s_(s) {}
+  explicit Supervisor(Shared& s) : s_(s) {
+    if (s_.cfg.gpus_from_nvml) nvml_ = Nvml::open(nullptr);
+  }
   void run();
 
  private:
@@ -75,8 +79,11 @@ class Supervisor {
   void append(const Json& rec);
   void append_all(const std::vector<Json>& recs);
   void commit();
+  void sample_gpus();
 
   Shared& s_;
+  std::unique_ptr<Nvml> nvml_;  // null: GPUs given by --gpus, or no NVML
+  Clock::time_point next_gpu_sample_ = Clock::now();
   std::vector<std::string> out_;  // records of this iteration, in order
   std::vector<std::unique_ptr<RunSlot>> slots_;
 };
@@ -342,6 +349,10 @@ void Supervisor::finish(RunSlot& r) {
                {"spawn_error", nullptr},
                {"log_tail", tail},
                {"malformed_metric_lines", r.reader.malformed_total()}};
+  if (auto peak = r.gpu_peak.report()) {
+    body["peak_gpu_mem_mb"] = peak->first;
+    body["gpu_mem_source"] = peak->second;
+  }
   if (r.reader.malformed_total() > kMaxMalformedEvents) {
     append(record(kRecEvent, r.key,
                   {{"kind", "malformed_metric"},
@@ -352,6 +363,18 @@ void Supervisor::finish(RunSlot& r) {
   append(record(kRecFinished, r.key, body));
   s_.say("run " + std::to_string(r.key.first) + " attempt " + std::to_string(r.key.second) +
          " ended: " + std::string(to_string(c.outcome)) + " (" + c.detail + ")");
+}
+
+// Once a second: NVML calls take about a millisecond each, and a run's
+// memory peak lasts far longer than that.
+void Supervisor::sample_gpus() {
+  if (!nvml_ || Clock::now() < next_gpu_sample_) return;
+  next_gpu_sample_ = Clock::now() + std::chrono::seconds(1);
+  std::vector<TrackedRun> runs;
+  for (auto& r : slots_)
+    if (!r->proc->finished() && !r->lease.gpus.empty())
+      runs.push_back({r->proc->pid(), &r->lease.gpus, &r->gpu_peak});
+  if (!runs.empty()) sample_gpu_memory(*nvml_, runs);
 }
 
 void Supervisor::run() {
@@ -375,6 +398,7 @@ void Supervisor::run() {
         ++it;
       }
     }
+    sample_gpus();
     commit();
     if (s_.stop_leasing && slots_.empty()) {
       std::lock_guard lock(s_.mu);

@@ -75,6 +75,10 @@ struct Run {
   std::optional<int> exit_code;
   double created_at = 0;
   std::optional<double> started_at, finished_at;
+  // Peak GPU memory of the latest attempt (MiB) and "process" or "device"
+  // (how the worker measured it); empty when not measured.
+  std::optional<int64_t> peak_gpu_mem_mb;
+  std::string gpu_mem_source;
 };
 
 struct RunFilter {
@@ -101,6 +105,19 @@ struct Transition {
   std::string failure_detail;
   std::optional<int> exit_code;
   bool bump_attempt = false;  // attempt += 1 (lease lost, retry)
+  // Set when the worker measured the attempt's GPU memory; going back to
+  // queued clears both.
+  std::optional<int64_t> peak_gpu_mem_mb;
+  std::string gpu_mem_source;  // "process" | "device"
+};
+
+// One reading of one worker GPU (table gpu_samples).
+struct GpuSample {
+  std::string worker_id;
+  int gpu_index = 0;
+  double at = 0;                // unix seconds
+  std::optional<int> util_pct;  // 0..100
+  int64_t mem_used_mb = 0, mem_total_mb = 0;
 };
 
 struct Event {
@@ -208,7 +225,11 @@ class Store {
 
   // Workers.
   Status upsert_worker(const Worker& w);
-  Status heartbeat(const std::string& worker_id, double at);
+  // `gpus_json`, when given, replaces the worker's GPU list (live free
+  // memory and utilization).
+  Status heartbeat(const std::string& worker_id, double at,
+                   const std::optional<std::string>& gpus_json = std::nullopt);
+  Status add_gpu_samples(const std::vector<GpuSample>& samples);
   Result<std::vector<Worker>> workers();
 
   // Eval results: upsert on (checkpoint_hash, suite, suite_version, seed, metric, filter).

@@ -28,15 +28,29 @@ nlohmann::json to_json(const GpuInfo& g);
 // NVML loaded with dlopen; the driver is never a link-time dependency.
 // A machine without the library or without a working driver has no GPUs:
 // open() then returns null and `why` says what was missing.
+// A process holding memory on a GPU, as NVML reports it.
+struct GpuProcess {
+  int pid = 0;               // as the driver sees it (the host's pid namespace)
+  int64_t used_mb = -1;      // -1 when NVML does not know
+};
+
+// The NVML library to load: $ASSAY_NVML_LIBRARY when set (a driver installed
+// off the loader path), else "libnvidia-ml.so.1".
+const char* default_nvml_library();
+
 class Nvml {
  public:
-  static std::unique_ptr<Nvml> open(std::string* why, const char* lib = "libnvidia-ml.so.1");
+  // lib == nullptr: default_nvml_library().
+  static std::unique_ptr<Nvml> open(std::string* why, const char* lib = nullptr);
   ~Nvml();
   Nvml(const Nvml&) = delete;
   Nvml& operator=(const Nvml&) = delete;
 
   // Current state of every device (free memory and utilization change).
   std::vector<GpuInfo> query() const;
+  // Compute processes on device `index`; false when NVML cannot list them
+  // (entry point missing, or an error).
+  bool processes(int index, std::vector<GpuProcess>* out) const;
 
  private:
   struct Api;
@@ -45,7 +59,7 @@ class Nvml {
 };
 
 // Devices NVML reports, or none (with `note` saying why) when it is absent.
-std::vector<GpuInfo> discover_gpus(std::string* note, const char* lib = "libnvidia-ml.so.1");
+std::vector<GpuInfo> discover_gpus(std::string* note, const char* lib = nullptr);
 
 // Parses --gpus: "N" (N devices of 80 GB each) or "0:80GB,1:24GB" (index:memory,
 // memory in GB, GiB, MB or MiB; a bare number is MB). "0" means no GPUs.

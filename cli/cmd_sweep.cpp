@@ -262,6 +262,9 @@ void add_show(CLI::App& app) {
               << "  params:   " << r["params"].dump() << "\n"
               << "  resources:" << " gpus " << r["resources"]["gpus"] << ", gpu_mem_mb "
               << r["resources"]["gpu_mem_mb"] << ", cpus " << r["resources"]["cpus"] << "\n";
+    if (r.contains("peak_gpu_mem_mb") && !r["peak_gpu_mem_mb"].is_null())
+      std::cout << "  gpu mem:  peak " << r["peak_gpu_mem_mb"] << " MiB (" << text_of(r["gpu_mem_source"])
+                << ")\n";
     std::vector<std::vector<std::string>> rows;
     for (auto& e : (*res)["events"])
       rows.push_back({age(e["at"].get<double>()), text_of(e["actor"]), text_of(e["kind"]),
@@ -394,7 +397,8 @@ void add_workers(CLI::App& app) {
       std::string gpus;
       for (auto& g : w["gpus"])
         gpus += (gpus.empty() ? "" : " ") + text_of(g["index"]) + ":" +
-                (g["run_id"].is_null() ? "free" : "run " + text_of(g["run_id"]));
+                (g["run_id"].is_null() ? "free" : "run " + text_of(g["run_id"])) +
+                (g.value("util_pct", -1) >= 0 ? " " + text_of(g["util_pct"]) + "%" : "");
       rows.push_back({text_of(w["id"]), w["alive"].get<bool>() ? "alive" : "silent",
                       text_of(w["cpus_used"]) + "/" + text_of(w["cpus"]), gpus,
                       std::to_string(w["runs"].size()), age(w["last_heartbeat"].get<double>())});

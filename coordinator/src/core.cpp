@@ -51,6 +51,19 @@ Result<std::unique_ptr<Coordinator>> Coordinator::open(const Options& opts_in) {
 
 void Coordinator::tick() { impl_->expire_leases(); }
 
+void Coordinator::set_group_commit(bool on) { impl_->db->set_group_commit(on); }
+bool Coordinator::commit_pending() const { return impl_->db->group_pending(); }
+
+Status Coordinator::commit() {
+  Status st = impl_->db->commit_group();
+  if (st.ok()) return st;
+  Status rebuilt = impl_->rebuild();
+  if (!rebuilt.ok())
+    return st.with_context("commit failed, and rebuilding from the database failed too (" +
+                           rebuilt.message() + ")");
+  return st.with_context("commit failed; the batch was rolled back");
+}
+
 // ---- Reload -------------------------------------------------------------------
 
 namespace {
@@ -79,6 +92,13 @@ std::vector<GpuInfo> gpus_from_json(const Json& arr) {
   return out;
 }
 }  // namespace
+
+Status Coordinator::Impl::rebuild() {
+  sched = Scheduler();
+  lease_granted_at.clear();
+  gpu_sampled_at.clear();
+  return reload();
+}
 
 Status Coordinator::Impl::reload() {
   ASSAY_ASSIGN_OR_RETURN(sweep_names, sdb->sweep_names());

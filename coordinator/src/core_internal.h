@@ -138,6 +138,8 @@ struct Coordinator::Impl {
   double ttl() const { return opts.lease_ttl_s; }
 
   Status reload();
+  // Drops the in-memory state and reloads it (after a failed group commit).
+  Status rebuild();
   Response route(const Request& req);
 
   // Lease lost (expiry, worker restart): requeue with attempt + 1, or fail

@@ -22,13 +22,59 @@ using tcp = net::ip::tcp;
 
 namespace {
 
+// Group commit bookkeeping (see CommitHooks). Batches are numbered by the
+// commit that closes them: requests handled while `done` commits have run
+// belong to batch done + 1.
+struct Batches {
+  uint64_t done = 0;
+  bool scheduled = false;
+  uint64_t failed = 0;  // number of the last batch whose commit failed
+  std::string failure;
+};
+
 struct ServerState {
   const HttpHandler& handler;
   const std::function<void()>& on_tick;
   ServerOptions opts;
   size_t max_body;
+  const CommitHooks& hooks;
+  net::steady_timer& committed;  // cancelled after each commit: wakes waiters
   size_t active = 0;
+  Batches batches;
 };
+
+// Runs after every handler that is already runnable, so one commit covers
+// the requests that arrived together.
+void schedule_commit(ServerState& st) {
+  if (st.batches.scheduled || !st.hooks.commit) return;
+  st.batches.scheduled = true;
+  net::post(st.committed.get_executor(), [&st] {
+    st.batches.scheduled = false;
+    Status s = st.hooks.commit();
+    ++st.batches.done;
+    if (!s.ok()) {
+      st.batches.failed = st.batches.done;
+      st.batches.failure = s.message();
+    }
+    st.committed.cancel();
+  });
+}
+
+// Waits until the writes of the request just handled are durable. Returns
+// false when their commit failed.
+net::awaitable<bool> await_commit(ServerState& st) {
+  if (!st.hooks.pending || !st.hooks.pending()) co_return true;
+  const uint64_t mine = st.batches.done + 1;
+  schedule_commit(st);
+  while (st.batches.done < mine) {
+    try {
+      co_await st.committed.async_wait(net::use_awaitable);
+    } catch (const boost::system::system_error&) {
+      // cancelled: a commit ran; check whether it was ours
+    }
+  }
+  co_return st.batches.failed != mine;
+}
 
 http::response<http::string_body> to_http(const Response& r, unsigned version, bool keep_alive,
                                           const std::string& server_name) {
@@ -127,6 +173,10 @@ net::awaitable<void> session(tcp::socket socket, ServerState& st) {
           }
         }
       }
+      if (!co_await await_commit(st)) {
+        resp = plain_error(503, "unavailable",
+                           "the change could not be committed: " + st.batches.failure);
+      }
       auto res = to_http(resp, hreq.version(), keep_alive, st.opts.server_name);
       stream.expires_after(timeout);
       co_await http::async_write(stream, res, net::use_awaitable);
@@ -187,6 +237,7 @@ net::awaitable<void> ticker(ServerState& st, const std::atomic<bool>* stop_flag,
     if (std::chrono::steady_clock::now() - last_tick >= secs(st.opts.tick_s)) {
       last_tick = std::chrono::steady_clock::now();
       if (st.on_tick) st.on_tick();
+      if (st.hooks.pending && st.hooks.pending()) schedule_commit(st);
     }
   }
 }
@@ -194,14 +245,23 @@ net::awaitable<void> ticker(ServerState& st, const std::atomic<bool>* stop_flag,
 }  // namespace
 
 Status serve(Coordinator& coord, const ServerOptions& opts, const std::atomic<bool>* stop_flag) {
-  return serve_http([&coord](const Request& req) { return coord.handle_request(req); }, opts,
-                    coord.options().max_body_bytes, stop_flag, [&coord] { coord.tick(); });
+  CommitHooks hooks{[&coord] { return coord.commit_pending(); }, [&coord] { return coord.commit(); }};
+  coord.set_group_commit(true);
+  Status st = serve_http([&coord](const Request& req) { return coord.handle_request(req); }, opts,
+                         coord.options().max_body_bytes, stop_flag, [&coord] { coord.tick(); },
+                         hooks);
+  // Nothing is left uncommitted once the server stops.
+  Status last = coord.commit();
+  coord.set_group_commit(false);
+  return st.ok() ? last : st;
 }
 
 Status serve_http(const HttpHandler& handler, const ServerOptions& opts, size_t max_body_bytes,
-                  const std::atomic<bool>* stop_flag, const std::function<void()>& on_tick) {
+                  const std::atomic<bool>* stop_flag, const std::function<void()>& on_tick,
+                  const CommitHooks& hooks) {
   net::io_context ioc{1};
-  ServerState st{handler, on_tick, opts, max_body_bytes};
+  net::steady_timer committed(ioc, net::steady_timer::time_point::max());
+  ServerState st{handler, on_tick, opts, max_body_bytes, hooks, committed};
   tcp::acceptor acceptor(ioc);
   try {
     auto addr = net::ip::make_address(opts.host);

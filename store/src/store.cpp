@@ -220,21 +220,46 @@ Result<int> Store::schema_version() { return current_version(db_); }
 
 Status Store::transaction(const std::function<Status()>& fn) {
   if (tx_depth_ > 0) return fn();
-  ASSAY_RETURN_IF_ERROR(sql::exec(db_, "BEGIN IMMEDIATE"));
+  if (group_commit_ && !group_open_) {
+    ASSAY_RETURN_IF_ERROR(sql::exec(db_, "BEGIN IMMEDIATE"));
+    group_open_ = true;
+  }
+  ASSAY_RETURN_IF_ERROR(sql::exec(db_, group_open_ ? "SAVEPOINT assay_tx" : "BEGIN IMMEDIATE"));
   ++tx_depth_;
   Status st = fn();
   if (st.ok() && wide_dirty_) st = refresh_wide_view();  // joins this transaction
   --tx_depth_;
-  if (st.ok()) st = sql::exec(db_, "COMMIT");
+  if (st.ok()) st = sql::exec(db_, group_open_ ? "RELEASE assay_tx" : "COMMIT");
   if (!st.ok()) {
-    (void)sql::exec(db_, "ROLLBACK");
-    // Caches may hold ids that the rollback erased.
-    key_ids_.clear();
-    param_keys_.clear();
-    param_keys_loaded_ = false;
+    if (group_open_) {
+      // Undo this call's writes only; the rest of the group stands.
+      (void)sql::exec(db_, "ROLLBACK TO assay_tx");
+      (void)sql::exec(db_, "RELEASE assay_tx");
+    } else {
+      (void)sql::exec(db_, "ROLLBACK");
+    }
+    forget_caches();
   }
   wide_dirty_ = false;
   return st;
+}
+
+Status Store::commit_group() {
+  if (!group_open_) return Status::Ok();
+  group_open_ = false;
+  Status st = sql::exec(db_, "COMMIT");
+  if (!st.ok()) {
+    (void)sql::exec(db_, "ROLLBACK");
+    forget_caches();
+  }
+  return st;
+}
+
+// Caches may hold ids that a rollback erased.
+void Store::forget_caches() {
+  key_ids_.clear();
+  param_keys_.clear();
+  param_keys_loaded_ = false;
 }
 
 // ---- sweeps ----------------------------------------------------------------------

@@ -189,3 +189,77 @@ TEST_F(Http, Kill9AndRestartLosesNothing) {
   // SIGTERM shuts down cleanly.
   EXPECT_EQ(proc_->terminate(), 0);
 }
+
+// Group commit over the wire, with a toy handler: requests that wrote are
+// answered only after a commit that covers them, one commit serves many
+// concurrent requests, a failed commit turns its batch's answers into 503s,
+// and a request that wrote nothing waits for no commit.
+TEST(GroupCommit, AnswersFollowTheCommitThatCoversThem) {
+  int64_t handled = 0;               // requests that wrote, in order (io thread only)
+  std::atomic<int64_t> durable{0};   // highest request number committed
+  std::atomic<int> commits{0};
+  std::atomic<bool> fail_next{false};
+  bool pending = false;
+  HttpHandler handler = [&](const Request& req) {
+    Response r;
+    if (req.target == "/read") {
+      r.body = Json{{"durable", durable.load()}}.dump();
+      return r;
+    }
+    pending = true;
+    r.body = Json{{"n", ++handled}}.dump();
+    return r;
+  };
+  CommitHooks hooks{[&] { return pending; },
+                    [&]() -> assay::Status {
+                      pending = false;
+                      ++commits;
+                      if (fail_next.exchange(false)) return assay::Status::IoError("disk full (test)");
+                      durable = handled;
+                      return assay::Status::Ok();
+                    }};
+  std::atomic<bool> stop{false};
+  std::atomic<int> port{0};
+  ServerOptions so;
+  so.port = 0;
+  so.on_listening = [&](int p) { port = p; };
+  std::thread server([&] { (void)serve_http(handler, so, 1 << 20, &stop, {}, hooks); });
+  while (port == 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+
+  constexpr int kClients = 16, kEach = 25;
+  std::atomic<int> bad{0};
+  std::vector<std::thread> clients;
+  for (int c = 0; c < kClients; ++c) {
+    clients.emplace_back([&] {
+      HttpClient cl(Endpoint{"127.0.0.1", port.load()}, "t", 10);
+      for (int i = 0; i < kEach; ++i) {
+        auto r = cl.request("POST", "/w", "{}");
+        if (!r.ok() || r->status != 200) { ++bad; continue; }
+        int64_t n = Json::parse(r->body)["n"].get<int64_t>();
+        if (durable.load() < n) ++bad;  // answered before its commit
+      }
+    });
+  }
+  for (auto& t : clients) t.join();
+  EXPECT_EQ(bad.load(), 0);
+  EXPECT_EQ(durable.load(), kClients * kEach);
+  EXPECT_GE(commits.load(), 1);
+  EXPECT_LT(commits.load(), kClients * kEach) << "no two requests ever shared a commit";
+
+  HttpClient cl(Endpoint{"127.0.0.1", port.load()}, "t", 10);
+  int before = commits.load();
+  auto rd = cl.request("GET", "/read");
+  ASSERT_TRUE(rd.ok());
+  EXPECT_EQ(rd->status, 200);
+  EXPECT_EQ(commits.load(), before) << "a read waited for a commit";
+  fail_next = true;
+  auto failed = cl.request("POST", "/w", "{}");
+  ASSERT_TRUE(failed.ok());
+  EXPECT_EQ(failed->status, 503);
+  EXPECT_NE(failed->body.find("disk full (test)"), std::string::npos) << failed->body;
+  auto after = cl.request("POST", "/w", "{}");
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ(after->status, 200);
+  stop = true;
+  server.join();
+}

@@ -4,6 +4,7 @@
 #include "temp_dir.h"
 
 namespace st = assay::store;
+using assay::Status;
 
 namespace {
 
@@ -274,6 +275,29 @@ TEST_F(StoreTest, GpuTelemetryPeakPerAttemptLiveStateAndSamples) {
   ASSERT_TRUE(store->transition({.run_id = id, .to = st::RunState::kLeased, .actor = "c", .worker_id = "w1"}).ok());
   EXPECT_FALSE(store->transition({.run_id = id, .to = st::RunState::kRunning, .actor = "c",
                                   .gpu_mem_source = "guess"}).ok());
+}
+
+// Group commit: a failing call inside the group undoes only its own writes;
+// nothing is visible to another connection before commit_group().
+TEST_F(StoreTest, GroupCommitIsolatesFailuresAndPublishesOnlyOnCommit) {
+  store->set_group_commit(true);
+  ASSERT_TRUE(store->transaction([&] { return store->upsert_worker({.id = "g1", .host = "h"}); }).ok());
+  Status failed = store->transaction([&]() -> Status {
+    ASSAY_RETURN_IF_ERROR(store->upsert_worker({.id = "g2", .host = "h"}));
+    return Status::Invalid("refused");
+  });
+  EXPECT_FALSE(failed.ok());
+  ASSERT_TRUE(store->transaction([&] { return store->upsert_worker({.id = "g3", .host = "h"}); }).ok());
+  EXPECT_TRUE(store->group_pending());
+  auto outside = [&] {
+    auto r = st::query_readonly(dir.file("t.db"), "SELECT group_concat(id) FROM (SELECT id FROM workers ORDER BY id)");
+    return r.ok() && !r->rows.empty() ? r->rows[0][0] : st::Cell();
+  };
+  EXPECT_EQ(outside(), st::Cell()) << "visible before the commit";
+  ASSERT_TRUE(store->commit_group().ok());
+  EXPECT_FALSE(store->group_pending());
+  EXPECT_EQ(outside(), st::Cell(std::string("g1,g3")));
+  store->set_group_commit(false);
 }
 
 TEST_F(StoreTest, EvalResultsRoundTripUpsertAndJoinToProducer) {

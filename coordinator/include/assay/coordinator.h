@@ -68,6 +68,17 @@ class Coordinator {
   // Expires lost leases (requeue with attempt + 1, or fail lost_worker).
   // The server calls it about once a second.
   void tick();
+
+  // Group commit, which serve() turns on: the state changes of many requests
+  // become durable together at commit(), and a request that changed anything
+  // must be answered only after the commit that follows it. Off (the
+  // default), each change commits before handle_request returns.
+  void set_group_commit(bool on);
+  bool commit_pending() const;
+  // On failure the whole batch is undone, in the database and in memory
+  // (rebuilt from the database), and its requests must be answered with an error.
+  Status commit();
+
   double now() const;
   const Options& options() const { return opts_; }
 
@@ -102,9 +113,17 @@ Status serve(Coordinator& coord, const ServerOptions& opts,
 // retries when a Response asks for them. The handler and on_tick (may be
 // empty; called about every opts.tick_s) run on the single server thread.
 using HttpHandler = std::function<Response(const Request&)>;
+// Group commit for a handler that writes: after a request, when pending()
+// says writes wait, the server answers only after the next commit(), which
+// it runs once the requests already received have been handled. A failed
+// commit turns each answer of its batch into a 503.
+struct CommitHooks {
+  std::function<bool()> pending;
+  std::function<Status()> commit;
+};
 Status serve_http(const HttpHandler& handler, const ServerOptions& opts, size_t max_body_bytes,
                   const std::atomic<bool>* stop_flag = nullptr,
-                  const std::function<void()>& on_tick = {});
+                  const std::function<void()>& on_tick = {}, const CommitHooks& commit = {});
 
 // ---- Tokens ---------------------------------------------------------------
 

@@ -197,6 +197,17 @@ class Store {
   // Nested calls join the outer transaction.
   Status transaction(const std::function<Status()>& fn);
 
+  // Group commit. When on, an outermost transaction() becomes a savepoint in
+  // one long transaction (rolled back alone when fn fails) and nothing is
+  // durable until commit_group(). A server answering many small requests
+  // commits once per batch of them, and answers each only after the commit.
+  // Writes made outside transaction() join the open group too.
+  void set_group_commit(bool on) { group_commit_ = on; }
+  bool group_pending() const { return group_open_; }
+  // Commits the open group (no-op when none). On failure everything since the
+  // last commit_group() is rolled back.
+  Status commit_group();
+
   // Sweeps.
   Result<int64_t> insert_sweep(const std::string& name, const std::string& spec_json,
                                const std::string& content_hash);
@@ -253,12 +264,15 @@ class Store {
   Result<sqlite3_stmt*> cached_stmt(std::string_view sql);
   Result<int64_t> intern_key(const std::string& key, bool* added);
   Status note_param_keys(const std::string& params_json);
+  void forget_caches();
 
   sqlite3* db_ = nullptr;
   std::unordered_map<std::string, sqlite3_stmt*> stmts_;
   std::string path_;
   OpenOptions opts_;
   int tx_depth_ = 0;
+  bool group_commit_ = false;  // see set_group_commit
+  bool group_open_ = false;    // a group transaction is open, not yet committed
   std::map<std::string, int64_t> key_ids_;
   std::vector<std::string> param_keys_;
   bool param_keys_loaded_ = false;

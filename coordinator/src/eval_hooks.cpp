@@ -19,7 +19,10 @@
 //  - An eval run is an ordinary run of the same sweep: command
 //    "<assay_exe> eval <suite> --model-path <checkpoint path> --<arg> <value>...",
 //    the producer's resources, labels, priority, max_attempts and env. The
-//    checkpoint path is the producer worker's; workers must share it.
+//    checkpoint path is the producer worker's, so by default (placement
+//    "same_worker") the eval run is pinned to that worker with the reserved
+//    label assay.worker; placement "any" lets it run anywhere, for workers
+//    that share the checkpoint directory.
 //  - Results: the eval run reports {"<suite>[@<version>]/<metric>[,<filter>]": v}
 //    on ASSAY_METRICS_FD like any metric; when it succeeds (and for metrics
 //    that arrive after that) the latest value per key is copied into
@@ -43,6 +46,7 @@ struct Hook {
   std::string suite;
   std::string on = "final";
   Json args = Json::object();
+  bool same_worker = true;  // placement: "same_worker" (default) | "any"
 };
 
 // The hooks stored with a sweep run (validated by the schema at submission;
@@ -58,6 +62,7 @@ std::vector<Hook> hooks_of(const store::Run& r) {
     h.suite = e["suite"].get<std::string>();
     if (e.contains("on") && e["on"].is_string()) h.on = e["on"].get<std::string>();
     if (e.contains("args") && e["args"].is_object()) h.args = e["args"];
+    if (e.contains("placement") && e["placement"] == "any") h.same_worker = false;
     if (!h.suite.empty() && (h.on == "final" || h.on == "every")) out.push_back(std::move(h));
   }
   return out;
@@ -178,7 +183,14 @@ struct EvalMaker {
                  " --model-path " + shell_quote(a.path) + args_text(h.args);
     nr.priority = p.priority;
     nr.resources = p.resources;
-    nr.labels_json = p.labels_json;
+    Json labels = Json::parse(p.labels_json, nullptr, false);
+    if (!labels.is_object()) labels = Json::object();
+    if (h.same_worker) {
+      // The checkpoint lives on the disk of the worker that reported it.
+      ASSAY_ASSIGN_OR_RETURN(auto where, c.sdb->placement(p.id));
+      if (where) labels[kWorkerIdLabel] = where->worker_id;
+    }
+    nr.labels_json = dump_json(labels);
     nr.max_attempts = p.max_attempts;
     ASSAY_ASSIGN_OR_RETURN(int64_t id, c.db->insert_run(nr, "coordinator"));
     EvalHookRun row{p.id, a.content_hash, h.suite, id, a.step, hook_seed(h)};

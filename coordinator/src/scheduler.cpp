@@ -51,6 +51,10 @@ bool Scheduler::fits(const WorkerInfo& w, size_t runs_on_worker, const RunNeeds&
                      std::vector<int>* gpus_out) {
   if (w.max_runs > 0 && runs_on_worker >= static_cast<size_t>(w.max_runs)) return false;
   for (const auto& [k, v] : r.labels) {
+    if (k == kWorkerIdLabel) {
+      if (w.id != v) return false;
+      continue;
+    }
     auto it = w.labels.find(k);
     if (it == w.labels.end() || it->second != v) return false;
   }

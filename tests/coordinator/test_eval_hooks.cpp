@@ -158,6 +158,33 @@ TEST_F(EvalHooks, EveryHookMakesOneEvalPerCheckpoint) {
   EXPECT_EQ(scheduled, 2);
 }
 
+// The checkpoint is on the producer's worker: its eval run is pinned there
+// (reserved label assay.worker) unless the hook says placement "any".
+TEST_F(EvalHooks, EvalRunsStayOnTheWorkerThatHasTheCheckpoint) {
+  int64_t p = submit("pin", Json::array({{{"suite", "gsm8k"}, {"on", "every"}},
+                                         {{"suite", "ood"}, {"on", "every"}, {"placement", "any"}}}));
+  ASSERT_EQ(lease_and_start(), std::vector<int64_t>{p});
+  artifact(p, "hp", 10);
+  auto evs = eval_runs("pin");
+  ASSERT_EQ(evs.size(), 2u);
+  for (auto& e : evs) {
+    EXPECT_EQ(e["labels"]["pool"], "a") << "the producer's labels are kept";
+    if (e["params"]["suite"] == "gsm8k") EXPECT_EQ(e["labels"]["assay.worker"], "w1");
+    else EXPECT_FALSE(e["labels"].contains("assay.worker")) << e["labels"];
+  }
+  // Another worker of the same pool gets only the unpinned one.
+  worker("/v1/worker/register",
+         {{"worker_id", "w2"}, {"instance", "i2"}, {"cpus", 8}, {"labels", {{"pool", "a"}}}});
+  Json l2 = worker("/v1/worker/lease", {{"worker_id", "w2"}, {"max_runs", 8}});
+  ASSERT_EQ(l2["runs"].size(), 1u) << l2;
+  Json r2 = user("GET", "/v1/runs/" + std::to_string(l2["runs"][0]["run_id"].get<int64_t>()));
+  EXPECT_EQ(r2["run"]["params"]["suite"], "ood");
+  Json l1 = worker("/v1/worker/lease", {{"worker_id", "w1"}, {"max_runs", 8}});
+  ASSERT_EQ(l1["runs"].size(), 1u) << l1;
+  Json r1 = user("GET", "/v1/runs/" + std::to_string(l1["runs"][0]["run_id"].get<int64_t>()));
+  EXPECT_EQ(r1["run"]["params"]["suite"], "gsm8k");
+}
+
 TEST_F(EvalHooks, FailedProducerGetsNoFinalEval) {
   int64_t p = submit("bad", Json::array({{{"suite", "gsm8k"}}}));  // on defaults to final
   ASSERT_EQ(lease_and_start(), std::vector<int64_t>{p});

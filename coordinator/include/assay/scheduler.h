@@ -57,6 +57,10 @@ struct Assignment {
   double lease_expires_at = 0; // unix seconds
 };
 
+// A reserved label every worker carries with its own id as value: a run
+// that requires {"assay.worker": "node1"} is placed on node1 only.
+inline constexpr const char* kWorkerIdLabel = "assay.worker";
+
 class Scheduler {
  public:
   // Adds or updates a worker's capacity. Holds on existing GPU indices survive;

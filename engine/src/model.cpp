@@ -109,7 +109,7 @@ struct GPT::Impl {
   std::vector<float> encoded, ln1, ln1_mean, ln1_rstd, qkv, atty, att, res2, ln2, ln2_mean,
       ln2_rstd, fch, fchg, res3, lnf, lnf_mean, lnf_rstd, logits;
   // Backward scratch, reused across layers (kTrain only).
-  std::vector<float> dres, dln, dqkv, datty, dfchg, dfch, dlnf;
+  std::vector<float> dres, dln, dqkv, datty, dfchg, dlnf;
 
   void build_layout();
   void ensure_activations(int B_, int T_);
@@ -184,7 +184,8 @@ void GPT::Impl::ensure_activations(int B_, int T_) {
   ln1_rstd.resize(Lk * BT);
   qkv.resize(Lk * BT * 3 * C);
   atty.resize(Lk * BT * C);
-  att.resize(Lk * B * NH * T * T);
+  // kFrozen keeps no probabilities: one [T,T] scratch serves every head.
+  att.resize(mode == Mode::kTrain ? Lk * B * NH * T * T : (size_t)T * T);
   res2.resize(Lk * BT * C);
   ln2.resize(Lk * BT * C);
   ln2_mean.resize(Lk * BT);
@@ -202,7 +203,6 @@ void GPT::Impl::ensure_activations(int B_, int T_) {
     dqkv.resize(BT * 3 * C);
     datty.resize(BT * C);
     dfchg.resize(BT * 4 * C);
-    dfch.resize(BT * 4 * C);
     dlnf.resize(BT * C);
   }
 }
@@ -233,7 +233,11 @@ void GPT::Impl::forward_impl() {
 
     layernorm_forward(l_ln1, l_ln1m, l_ln1r, residual, p + o.ln1w, p + o.ln1b, BT, C);
     matmul_forward(l_qkv, l_ln1, p + o.qkvw, p + o.qkvb, BT, C, 3 * C);
-    attention_forward(l_atty, l_att, l_qkv, B, T, C, NH);
+    if (mode == Mode::kTrain) {
+      attention_forward(l_atty, l_att, l_qkv, B, T, C, NH);
+    } else {
+      attention_forward_scratch(l_atty, l_att, l_qkv, B, T, C, NH);
+    }
     matmul_residual_forward(l_res2, l_atty, p + o.attprojw, p + o.attprojb, residual, BT, C, C);
     layernorm_forward(l_ln2, l_ln2m, l_ln2r, l_res2, p + o.ln2w, p + o.ln2b, BT, C);
     matmul_forward(l_fch, l_ln2, p + o.fcw, p + o.fcb, BT, C, 4 * C);
@@ -283,18 +287,17 @@ void GPT::Impl::backward_impl(const float* dlogits, const float* dhidden) {
     zero(dfchg);
     matmul_backward(dfchg.data(), g + o.fcprojw, g + o.fcprojb, dres.data(), l_fchg, p + o.fcprojw,
                     BT, 4 * C, C);
-    zero(dfch);
-    gelu_backward(dfch.data(), l_fch, dfchg.data(), (size_t)BT * 4 * C);
+    // ∂L/∂fchg becomes ∂L/∂fch in place.
+    gelu_backward_inplace(dfchg.data(), l_fch, (size_t)BT * 4 * C);
     zero(dln);
-    matmul_backward(dln.data(), g + o.fcw, g + o.fcb, dfch.data(), l_ln2, p + o.fcw, BT, C, 4 * C);
+    matmul_backward(dln.data(), g + o.fcw, g + o.fcb, dfchg.data(), l_ln2, p + o.fcw, BT, C, 4 * C);
     layernorm_backward(dres.data(), g + o.ln2w, g + o.ln2b, dln.data(), l_res2, p + o.ln2w, l_ln2m,
                        l_ln2r, BT, C);
     // dres holds ∂L/∂res2; the attention branch adds its part of ∂L/∂residual.
     zero(datty);
     matmul_backward(datty.data(), g + o.attprojw, g + o.attprojb, dres.data(), l_atty,
                     p + o.attprojw, BT, C, C);
-    zero(dqkv);
-    attention_backward(dqkv.data(), datty.data(), l_qkv, l_att, B, T, C, NH);
+    attention_backward_set(dqkv.data(), datty.data(), l_qkv, l_att, B, T, C, NH);
     zero(dln);
     matmul_backward(dln.data(), g + o.qkvw, g + o.qkvb, dqkv.data(), l_ln1, p + o.qkvw, BT, C,
                     3 * C);

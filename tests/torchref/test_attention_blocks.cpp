@@ -1,6 +1,6 @@
-// The engine's attention kernels skip the upper triangle by blocks of 64
-// queries. The engine's own gradient tests use T <= 64 (one block), so this
-// checks forward and backward at T = 150 (two full blocks and a partial one)
+// The engine's attention kernels skip the upper triangle by blocks of 32
+// queries. The engine's own gradient tests use short sequences (one or two blocks), so this
+// checks forward and backward at T = 150 (four full blocks and a partial one)
 // against direct loops in double precision, for both instantiations.
 #include <gtest/gtest.h>
 

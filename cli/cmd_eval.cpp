@@ -33,6 +33,7 @@ struct EvalOpts {
   std::string model_path, endpoint, model, api_key_env = "OPENAI_API_KEY", checkpoint_hash;
   std::string bos_text = "<|endoftext|>";
   int concurrency = 4, max_retries = 5, threads = 0, batch_size = 16;
+  std::string device = "auto";
   double timeout_s = 600;
   // Predictions (gsm8k).
   std::string predictions, pred_field = "response", ref_field = "answer";
@@ -76,6 +77,7 @@ int fail(const Ctx& c, const std::string& m, int code = 1) {
 ev::NativeOptions native_options(const Ctx& c) {
   ev::NativeOptions n;
   n.batch_size = c.o.batch_size;
+  n.device = c.o.device;
   auto last = std::make_shared<std::chrono::steady_clock::time_point>();
   const std::string suite = c.id.suite;
   n.progress = [suite, last](const char* what, int64_t done, int64_t total) {
@@ -605,6 +607,10 @@ void add_options(CLI::App* c, const std::shared_ptr<EvalOpts>& o) {
   c->add_option("--bos-text", o->bos_text, "Start text prepended to whole-text scoring over --endpoint (native models use their BOS token)")->capture_default_str();
   c->add_option("--threads", o->threads, "CPU threads of the native engine (0 = default)")->capture_default_str();
   c->add_option("--batch-size", o->batch_size, "Sequences per native scoring forward")->capture_default_str();
+  c->add_option("--device", o->device,
+                "Where native models run: auto (a GPU when this build has CUDA and one is "
+                "visible, else the CPU), cpu, cuda or cuda:N")
+      ->capture_default_str();
   c->add_option("--db", o->db, "SQLite results database: rows are stored there and identical evals are served from it");
   c->add_flag("--force", o->force, "Recompute even when the results database has this eval");
   c->add_option("--seed", o->seed, "Eval seed (permutation test); part of the cache key")->capture_default_str();

@@ -18,6 +18,7 @@ namespace co = assay::coordinator;
 struct ServeOpts {
   std::string checkpoint, host = "127.0.0.1", model_name, port_file;
   int port = 8000, threads = 0, batch_size = 16;
+  std::string device = "auto";
 };
 
 int run(const ServeOpts& o) {
@@ -28,6 +29,7 @@ int run(const ServeOpts& o) {
   if (o.threads > 0) assay::engine::set_num_threads(o.threads);
   ev::NativeOptions no;
   no.batch_size = o.batch_size;
+  no.device = o.device;
   auto backend = ev::load_native_backend(o.checkpoint, no);
   if (!backend.ok()) {
     std::cerr << "assay serve: " << backend.status().message() << "\n";
@@ -76,6 +78,8 @@ void add_serve(CLI::App& app) {
   c->add_option("--model-name", o->model_name, "Model name clients must send (default: the checkpoint path)");
   c->add_option("--threads", o->threads, "CPU threads of the engine (0 = default)")->capture_default_str();
   c->add_option("--batch-size", o->batch_size, "Prompts per scoring forward")->capture_default_str();
+  c->add_option("--device", o->device, "auto (a GPU when built with CUDA and one is visible), cpu, cuda or cuda:N")
+      ->capture_default_str();
   c->footer(
       "\nEndpoints: GET /v1/models; POST /v1/completions with prompt (text, token ids, or a list\n"
       "of either), max_tokens (default 16), temperature 0 only (greedy; other values get a 400),\n"

@@ -1,4 +1,4 @@
-// assay train RECIPE --config FILE.json: run a training recipe on the CPU engine.
+// assay train RECIPE --config FILE.json [--device D]: run a training recipe on the native engine.
 #include <csignal>
 #include <iostream>
 #include <memory>
@@ -16,6 +16,7 @@ void add_train(CLI::App& app) {
   auto config = std::make_shared<std::string>();
   auto out_dir = std::make_shared<std::string>();
   auto sets = std::make_shared<std::vector<std::string>>();
+  auto device = std::make_shared<std::string>();
   t->add_option("recipe", *recipe, "pretrain | sft | distill | align | unlearn")
       ->required()
       ->check(CLI::IsMember(assay::train::recipe_names()));
@@ -26,6 +27,10 @@ void add_train(CLI::App& app) {
                 "else a string); repeatable, e.g. --set objective.type=rkl --set lr=3e-4")
       ->expected(1)
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  t->add_option("--device", *device,
+                "auto (default: cuda:0 when a GPU is visible, else cpu) | cpu | cuda | cuda:N.\n"
+                "Same as --set device=.... On CUDA, pretrain/sft and distill fkl/rkl losses run on the\n"
+                "GPU; other objectives are computed on the host from copied logits");
   std::string help;
   for (const auto& r : assay::train::recipe_names()) {
     const std::string h = assay::train::recipe_config_help(r);
@@ -40,8 +45,9 @@ void add_train(CLI::App& app) {
       "\nExamples:\n"
       "  assay data gsm8k --n 200 --seed 1 --out data/gsm.jsonl\n"
       "  assay train pretrain --config examples/train/teacher.json\n"
-      "  assay train distill --config examples/train/distill.json --set objective.type=rkl\n");
-  t->callback([recipe, config, out_dir, sets] {
+      "  assay train distill --config examples/train/distill.json --set objective.type=rkl\n"
+      "  assay train pretrain --config examples/train/teacher.json --device cuda:0\n");
+  t->callback([recipe, config, out_dir, sets, device] {
     auto env = assay::train::env_from_process(&std::cout);
     if (!env.ok()) {
       std::cerr << "assay train: " << env.status().message() << "\n";
@@ -51,7 +57,9 @@ void add_train(CLI::App& app) {
     // A metrics reader that goes away must not kill training: writes then fail
     // with EPIPE and the run carries on with console logging only.
     if (env->metrics_fd >= 0) std::signal(SIGPIPE, SIG_IGN);
-    auto r = assay::train::run_recipe(*recipe, *config, *env, *sets);
+    std::vector<std::string> overrides = *sets;
+    if (!device->empty()) overrides.push_back("device=" + *device);
+    auto r = assay::train::run_recipe(*recipe, *config, *env, overrides);
     if (!r.ok()) {
       std::cerr << "assay train: " << r.status().message() << "\n";
       return set_exit_code(1);

@@ -86,7 +86,8 @@ Result<RunSummary> recipe_align(Cfg& root, const std::string& text, const RunEnv
       for (std::size_t k = 0; k < M; ++k) ref_cache[missing[k]] = std::make_pair(rl.logp[k], rl.logp[M + k]);
     }
     Batch b = build(idx);
-    ASSAY_ASSIGN_OR_RETURN(auto lp, batch_logprobs(run->model, b, V));
+    ASSAY_ASSIGN_OR_RETURN(auto plogits, policy_forward(*run, b));
+    ASSAY_ASSIGN_OR_RETURN(auto lp, obj::sequence_logprobs({plogits.data(), b.B, b.T, V}, b.y, b.mask));
     std::vector<obj::PrefPair> pp(static_cast<std::size_t>(P));
     for (int k = 0; k < P; ++k) {
       const auto& r = *ref_cache[idx[static_cast<std::size_t>(k)]];
@@ -96,10 +97,10 @@ Result<RunSummary> recipe_align(Cfg& root, const std::string& text, const RunEnv
     ASSAY_ASSIGN_OR_RETURN(auto pr, obj::preference_loss(pp, po));
     std::vector<double> coef(pr.c_w);
     coef.insert(coef.end(), pr.c_l.begin(), pr.c_l.end());
-    const obj::Logits z{run->model.logits().data(), b.B, b.T, V};
+    const obj::Logits z{plogits.data(), b.B, b.T, V};
     dlogits.resize(z.size());
     ASSAY_RETURN_IF_ERROR(obj::sequence_logprobs_backward(z, b.y, b.mask, coef, {dlogits.data()}));
-    ASSAY_RETURN_IF_ERROR(run->model.backward(dlogits.data()));
+    ASSAY_RETURN_IF_ERROR(policy_backward(*run, dlogits.data()));
     StepOut out;
     out.loss = pr.loss;
     out.tokens = b.tokens;

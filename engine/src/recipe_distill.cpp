@@ -79,8 +79,70 @@ Result<RunSummary> recipe_distill(Cfg& root, const std::string& text, const RunE
   std::vector<float> dlogits;
   engine::GPT& tmodel = teacher->model;
 
+  // On CUDA the teacher is a frozen device copy. fkl/rkl run as device
+  // kernels; the other objectives are computed on the host from copied
+  // logits and their dlogits uploaded (correct, not fast).
+  std::unique_ptr<engine::cuda::CudaGPT> dteacher;
+  std::vector<float> hs, ht;  // host student / teacher logits (host-objective path)
+  if (run->dev) {
+    auto tg = engine::cuda::CudaGPT::create(tmodel, run->device.index, engine::Mode::kFrozen);
+    if (!tg.ok()) return tg.status().with_context("teacher on device " + run->device.str());
+    dteacher = std::make_unique<engine::cuda::CudaGPT>(std::move(*tg));
+    if (d.type != "fkl" && d.type != "rkl")
+      run->reporter->note("objective " + d.type + " runs on the host (device kernels: fkl, rkl)");
+  }
+
+  auto device_step = [&](const Batch& b) -> Result<StepOut> {
+    static_assert(sizeof(int) == sizeof(int32_t));
+    const auto* y = reinterpret_cast<const int32_t*>(b.y.data());
+    ASSAY_RETURN_IF_ERROR(dteacher->forward(b.x.data(), b.B, b.T));
+    ASSAY_RETURN_IF_ERROR(run->dev->forward(b.x.data(), b.B, b.T));
+    StepOut out;
+    double dist = 0, kl = 0, ce = 0;
+    if (d.type == "fkl" || d.type == "rkl") {
+      const auto kind = d.type == "fkl" ? engine::cuda::DistillKind::kForwardKL : engine::cuda::DistillKind::kReverseKL;
+      ASSAY_ASSIGN_OR_RETURN(auto r, run->dev->distill_backward(dteacher->logits_device(), kind, d.div.tau, d.weight,
+                                                                y, b.mask.data(), d.ce_weight));
+      dist = d.weight * r.loss;
+      kl = r.kl;
+      ce = r.ce;
+    } else {
+      const obj::Logits z{nullptr, b.B, b.T, V};
+      hs.resize(z.size());
+      ht.resize(z.size());
+      dlogits.resize(z.size());
+      ASSAY_RETURN_IF_ERROR(run->dev->copy_logits(hs));
+      ASSAY_RETURN_IF_ERROR(dteacher->copy_logits(ht));
+      const obj::Logits zs{hs.data(), b.B, b.T, V};
+      if (d.type == "sinkhorn") {
+        ASSAY_ASSIGN_OR_RETURN(auto s, obj::sinkhorn(zs, ht.data(), b.mask, d.sink, {dlogits.data()}));
+        dist = s.loss;
+        ASSAY_ASSIGN_OR_RETURN(auto k, obj::distill(zs, ht.data(), b.mask, obj::DistillOptions{}, {}));
+        kl = k.kl_to_teacher;
+      } else {
+        ASSAY_ASSIGN_OR_RETURN(auto r, obj::distill(zs, ht.data(), b.mask, d.div, {dlogits.data(), d.weight}));
+        dist = d.weight * r.loss;
+        kl = r.kl_to_teacher;
+      }
+      obj::GradSink ce_sink{d.ce_weight > 0 ? dlogits.data() : nullptr, d.ce_weight, true};
+      ASSAY_ASSIGN_OR_RETURN(auto c2, obj::cross_entropy(zs, b.y, b.mask, ce_sink));
+      ce = c2.loss;
+      ASSAY_RETURN_IF_ERROR(run->dev->backward_from_host(dlogits.data()));
+      out.loss = dist + d.ce_weight * ce;
+      out.tokens = b.tokens;
+      out.extra = {{"distill_loss", dist}, {"kl_to_teacher", kl}, {"ce", ce}};
+      return out;
+    }
+    ASSAY_RETURN_IF_ERROR(run->dev->backward());
+    out.loss = dist + d.ce_weight * ce;
+    out.tokens = b.tokens;
+    out.extra = {{"distill_loss", dist}, {"kl_to_teacher", kl}, {"ce", ce}};
+    return out;
+  };
+
   auto step_fn = [&](int64_t step) -> Result<StepOut> {
     Batch b = take_batch(*run, examples, sampler.next(c.batch_size), step, d.mask_prompt);
+    if (run->dev) return device_step(b);
     ASSAY_ASSIGN_OR_RETURN(auto tlogits, forward(tmodel, b));
     ASSAY_ASSIGN_OR_RETURN(auto logits, forward(run->model, b));
     const obj::Logits z{logits.data(), b.B, b.T, V};

@@ -37,6 +37,18 @@ Result<RunSummary> recipe_lm(const std::string& recipe, Cfg& root, const std::st
 
   auto step_fn = [&](int64_t step) -> Result<StepOut> {
     Batch b = take_batch(*run, examples, sampler.next(c.batch_size), step, mask_prompt);
+    if (run->dev) {
+      // Fused softmax + CE on the device: logits become dlogits in place.
+      static_assert(sizeof(int) == sizeof(int32_t));
+      const auto* y = reinterpret_cast<const int32_t*>(b.y.data());
+      ASSAY_RETURN_IF_ERROR(run->dev->forward(b.x.data(), b.B, b.T));
+      ASSAY_ASSIGN_OR_RETURN(auto ce, run->dev->cross_entropy_backward(y, b.mask.data()));
+      ASSAY_RETURN_IF_ERROR(run->dev->backward());
+      StepOut out;
+      out.loss = ce.loss;
+      out.tokens = b.tokens;
+      return out;
+    }
     ASSAY_ASSIGN_OR_RETURN(auto logits, forward(run->model, b));
     const obj::Logits z{logits.data(), b.B, b.T, run->model.config().vocab_size};
     dlogits.resize(z.size());

@@ -81,7 +81,7 @@ Result<RunSummary> recipe_unlearn(Cfg& root, const std::string& text, const RunE
   // Forget term on one batch: writes dlogits, returns (term, forget NLL).
   auto forget_step = [&](const std::vector<std::size_t>& idx, const Batch& b)
       -> Result<std::pair<double, double>> {
-    ASSAY_ASSIGN_OR_RETURN(auto logits, forward(run->model, b));
+    ASSAY_ASSIGN_OR_RETURN(auto logits, policy_forward(*run, b));
     const obj::Logits z{logits.data(), b.B, b.T, V};
     dlogits.resize(z.size());
     const double g = u.forget_weight;
@@ -124,7 +124,7 @@ Result<RunSummary> recipe_unlearn(Cfg& root, const std::string& text, const RunE
       }
     }
     ASSAY_ASSIGN_OR_RETURN(auto fterm, forget_step(fidx, fb));
-    ASSAY_RETURN_IF_ERROR(run->model.backward(dlogits.data()));
+    ASSAY_RETURN_IF_ERROR(policy_backward(*run, dlogits.data()));
     out.loss = fterm.first;
     out.tokens = fb.tokens;
     out.extra["forget_loss"] = fterm.second;
@@ -134,7 +134,7 @@ Result<RunSummary> recipe_unlearn(Cfg& root, const std::string& text, const RunE
       if (u.method == "kl") {
         ASSAY_ASSIGN_OR_RETURN(rlogits, forward(*ref, rb));
       }
-      ASSAY_ASSIGN_OR_RETURN(auto logits, forward(run->model, rb));
+      ASSAY_ASSIGN_OR_RETURN(auto logits, policy_forward(*run, rb));
       const obj::Logits z{logits.data(), rb.B, rb.T, V};
       dlogits.resize(z.size());
       const double a = u.retain_weight;
@@ -145,7 +145,7 @@ Result<RunSummary> recipe_unlearn(Cfg& root, const std::string& text, const RunE
         term = kl.loss;
         out.extra["retain_kl"] = kl.loss;
       }
-      ASSAY_RETURN_IF_ERROR(run->model.backward(dlogits.data()));
+      ASSAY_RETURN_IF_ERROR(policy_backward(*run, dlogits.data()));
       out.loss += a * term;
       out.tokens += rb.tokens;
       out.extra["retain_loss"] = ce.loss;
@@ -164,7 +164,7 @@ Result<RunSummary> recipe_unlearn(Cfg& root, const std::string& text, const RunE
       for (std::size_t i = at; i < std::min(n, at + static_cast<std::size_t>(c.batch_size)); ++i)
         seqs.push_back(&holdout[i]);
       Batch hb = make_batch(seqs, c.seq_len, bos, eos, true);
-      ASSAY_ASSIGN_OR_RETURN(auto logits, forward(run->model, hb));
+      ASSAY_ASSIGN_OR_RETURN(auto logits, policy_forward(*run, hb));
       ASSAY_ASSIGN_OR_RETURN(auto ce, obj::cross_entropy({logits.data(), hb.B, hb.T, V}, hb.y, hb.mask, {}));
       sum += ce.loss * ce.n_tokens;
       tokens += ce.n_tokens;

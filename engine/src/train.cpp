@@ -98,7 +98,9 @@ std::string recipe_config_help(const std::string& recipe) {
       "  tokenizer         \"byte\" (default) or a tokenizer directory, with model\n"
       "  batch_size, seq_len, steps\n"
       "  lr, lr_min, warmup, schedule (cosine|linear|constant), weight_decay, grad_clip\n"
-      "  log_every, checkpoint_every (0 = final checkpoint only)\n";
+      "  log_every, checkpoint_every (0 = final checkpoint only)\n"
+      "  device            auto (default; cuda:0 when a GPU is visible) | cpu | cuda | cuda:N;\n"
+      "                    CUDA: fp32 with TF32 matmuls; reproducible on the same GPU model and CUDA\n";
   if (recipe == "pretrain" || recipe == "sft")
     h += "\n" + recipe + ": data.train = a .txt file (chunked) or JSONL with text, question/answer or\n"
          "prompt/completion lines" + (recipe == "sft" ? std::string("; the loss skips prompt tokens.\n") : ".\n");

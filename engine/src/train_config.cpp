@@ -182,6 +182,9 @@ Status read_common(Cfg& r, CommonConfig& c, bool init_required) {
   ASSAY_RETURN_IF_ERROR(r.number("grad_clip", c.grad_clip, 0, 1e9));
   ASSAY_RETURN_IF_ERROR(r.integer("log_every", c.log_every, 1, kMax));
   ASSAY_RETURN_IF_ERROR(r.integer("checkpoint_every", c.checkpoint_every, 0, kMax));
+  ASSAY_RETURN_IF_ERROR(r.string("device", c.device));
+  if (c.device != "auto" && !engine::cuda::parse_device(c.device).ok())
+    return r.error("device", "auto, cpu, cuda or cuda:N");
   return Status::Ok();
 }
 

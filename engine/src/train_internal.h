@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "assay/engine.h"
+#include "assay/engine_cuda.h"
 #include "assay/status.h"
 #include "assay/train.h"
 
@@ -75,6 +76,8 @@ struct CommonConfig {
   std::string schedule = "cosine";
   double weight_decay = 0.01, grad_clip = 1.0;
   int64_t log_every = 10, checkpoint_every = 0;  // 0: only the final checkpoint
+  // "auto" (cuda:0 when a GPU is visible, else cpu), "cpu", "cuda" or "cuda:N".
+  std::string device = "auto";
 };
 
 // Reads the common fields from the root; `init_required` for recipes that
@@ -184,10 +187,17 @@ struct Run {
   std::map<std::string, std::string> meta_extra;  // recorded in every checkpoint
   Transcript transcript;
   std::unique_ptr<Reporter> reporter;
+  // The trained model's device copy when running on CUDA (null on the CPU).
+  // Parameters live there during training; `model` is refreshed from it
+  // before each checkpoint.
+  engine::cuda::Device device;
+  std::unique_ptr<engine::cuda::CudaGPT> dev;
+  std::vector<float> host_logits;  // policy_forward's copy on CUDA
 };
 
 // Loads the init checkpoint or builds a random model, creates the output
-// directory, opens the transcript.
+// directory, opens the transcript, and places the model on cfg.device
+// (run.dev is set for a CUDA device).
 Result<std::unique_ptr<Run>> start_run(const std::string& recipe, const CommonConfig& cfg,
                                        const std::string& config_text, const RunEnv& env);
 
@@ -208,6 +218,13 @@ Result<RunSummary> train_loop(Run& run, const StepFn& fn, const LogFn& on_log = 
 
 // Forward pass of a batch; returns the logits view.
 Result<std::span<const float>> forward(engine::GPT& m, const Batch& b);
+
+// The trained model's forward and backward wherever it lives: on the CPU
+// these are forward(run.model, b) and run.model.backward(dlogits); on CUDA the
+// logits are copied to the host (run.host_logits) and dlogits uploaded, so
+// host objectives work unchanged (correct, not fast: [B,T,V] crosses PCIe).
+Result<std::span<const float>> policy_forward(Run& run, const Batch& b);
+Status policy_backward(Run& run, const float* dlogits);
 
 }  // namespace assay::train::detail
 

@@ -129,6 +129,23 @@ Result<engine::GPT> make_model(const CommonConfig& cfg, std::unique_ptr<engine::
   return engine::GPT::init_random(mc, cfg.seed, engine::Mode::kTrain);
 }
 
+// Resolves cfg.device and uploads the model when it is a CUDA device.
+Status place_model(Run& run) {
+  const CommonConfig& c = run.cfg;
+  auto dev = engine::cuda::resolve_device(c.device);
+  if (!dev.ok()) return dev.status().with_context(c.source + ": /device (--device)");
+  run.device = *dev;
+  if (!run.device.is_cuda()) return Status::Ok();
+  auto g = engine::cuda::CudaGPT::create(run.model, run.device.index, engine::Mode::kTrain);
+  if (!g.ok()) return g.status().with_context("device " + run.device.str());
+  run.dev = std::make_unique<engine::cuda::CudaGPT>(std::move(*g));
+  run.meta_extra["device"] = run.device.str();
+  auto name = engine::cuda::device_name(run.device.index);
+  run.reporter->note("device " + run.device.str() + (name.ok() ? " " + *name : std::string()) +
+                     " (fp32, TF32 matmuls)");
+  return Status::Ok();
+}
+
 }  // namespace
 
 Result<std::unique_ptr<Run>> start_run(const std::string& recipe, const CommonConfig& cfg,
@@ -162,7 +179,21 @@ Result<std::unique_ptr<Run>> start_run(const std::string& recipe, const CommonCo
   }
   ASSAY_RETURN_IF_ERROR(run->transcript.open((fs::path(out_dir) / "transcript.jsonl").string()));
   run->reporter = std::make_unique<Reporter>(env, recipe, cfg.steps);
+  ASSAY_RETURN_IF_ERROR(place_model(*run));
   return run;
+}
+
+Result<std::span<const float>> policy_forward(Run& run, const Batch& b) {
+  if (!run.dev) return forward(run.model, b);
+  ASSAY_RETURN_IF_ERROR(run.dev->forward(b.x.data(), b.B, b.T));
+  run.host_logits.resize(static_cast<std::size_t>(b.B) * b.T * run.model.config().vocab_size);
+  ASSAY_RETURN_IF_ERROR(run.dev->copy_logits(run.host_logits));
+  return std::span<const float>(run.host_logits);
+}
+
+Status policy_backward(Run& run, const float* dlogits) {
+  if (!run.dev) return run.model.backward(dlogits);
+  return run.dev->backward_from_host(dlogits);
 }
 
 // ------------------------------------------------------------------- loop
@@ -191,6 +222,7 @@ Result<std::string> write_checkpoint(Run& run, RunSummary& sum, int64_t step, co
   std::error_code ec;
   const fs::path abs = fs::absolute(fs::path(run.out_dir) / name, ec);
   const std::string dir = ec ? (fs::path(run.out_dir) / name).string() : abs.lexically_normal().string();
+  if (run.dev) ASSAY_RETURN_IF_ERROR(run.dev->download_params(run.model).with_context("checkpoint " + dir));
   engine::CheckpointMeta meta{step, run.parent_hash, run.meta_extra};
   auto h = engine::save_checkpoint(dir, run.model, *run.tok, meta);
   if (!h.ok()) return h.status().with_context("checkpoint " + dir);
@@ -206,7 +238,8 @@ Result<RunSummary> train_loop(Run& run, const StepFn& fn, const LogFn& on_log) {
   const CommonConfig& c = run.cfg;
   engine::AdamWConfig ac;
   ac.weight_decay = static_cast<float>(c.weight_decay);
-  engine::AdamW opt(ac, run.model);
+  // On CUDA the optimizer state lives on the device (CudaGPT::adamw_step).
+  engine::AdamW opt = run.dev ? engine::AdamW(ac, 0, {}) : engine::AdamW(ac, run.model);
   const engine::LrSchedule sched = schedule_of(c);
   RunSummary sum;
   sum.output_dir = run.out_dir;
@@ -215,15 +248,25 @@ Result<RunSummary> train_loop(Run& run, const StepFn& fn, const LogFn& on_log) {
   double window_tokens = 0;
   auto window_start = std::chrono::steady_clock::now();
   for (int64_t step = 1; step <= c.steps; ++step) {
-    run.model.zero_grad();
+    if (run.dev) {
+      ASSAY_RETURN_IF_ERROR(run.dev->zero_grad());
+    } else {
+      run.model.zero_grad();
+    }
     auto out = fn(step);
     if (!out.ok()) return out.status().with_context("step " + std::to_string(step));
     if (!std::isfinite(out->loss))
       return Status::Internal("step " + std::to_string(step) + ": loss is not finite (" +
                               std::to_string(out->loss) + "); lower lr or check the data");
-    const float gnorm = engine::clip_grad_norm(run.model.grads(), static_cast<float>(c.grad_clip));
+    float gnorm = 0;
     const float lr = sched.at(step - 1);
-    ASSAY_RETURN_IF_ERROR(opt.step(run.model, lr));
+    if (run.dev) {
+      ASSAY_ASSIGN_OR_RETURN(gnorm, run.dev->clip_grad_norm(static_cast<float>(c.grad_clip)));
+      ASSAY_RETURN_IF_ERROR(run.dev->adamw_step(ac, lr));
+    } else {
+      gnorm = engine::clip_grad_norm(run.model.grads(), static_cast<float>(c.grad_clip));
+      ASSAY_RETURN_IF_ERROR(opt.step(run.model, lr));
+    }
     window_tokens += static_cast<double>(out->tokens);
     if (step == 1) sum.first_loss = out->loss;
     sum.last_loss = out->loss;

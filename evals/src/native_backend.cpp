@@ -6,7 +6,10 @@
 #include <filesystem>
 #include <numeric>
 
+#include "assay/engine_cuda.h"
+#include "assay/engine_cuda_rows.h"
 #include "assay/evals_native.h"
+#include "gpu_decoder.h"
 
 namespace assay::evals {
 
@@ -45,7 +48,15 @@ NativeBackend::NativeBackend(engine::GPT model, std::unique_ptr<engine::Tokenize
 NativeBackend::~NativeBackend() = default;
 
 std::string NativeBackend::describe() const {
-  return "native:" + name_ + " hash=" + hash_.substr(0, 12);
+  return "native:" + name_ + " hash=" + hash_.substr(0, 12) +
+         (gpu_ ? " device=cuda:" + std::to_string(gpu_->device_index()) : std::string());
+}
+
+Status NativeBackend::use_cuda(int device_index) {
+  ASSAY_ASSIGN_OR_RETURN(auto g, engine::cuda::CudaGPT::create(model_, device_index,
+                                                               engine::Mode::kFrozen));
+  gpu_ = std::make_unique<engine::cuda::CudaGPT>(std::move(g));
+  return Status::Ok();
 }
 
 std::pair<std::vector<int32_t>, std::vector<int32_t>> NativeBackend::encode_pair(
@@ -101,7 +112,8 @@ Result<std::vector<std::vector<TokenLogprob>>> NativeBackend::score_tokens(
   std::iota(order.begin(), order.end(), 0);
   std::stable_sort(order.begin(), order.end(),
                    [&](size_t x, size_t y) { return windows[x].len() > windows[y].len(); });
-  std::vector<int32_t> tokens;
+  std::vector<int32_t> tokens, rows, targets;
+  std::vector<engine::cuda::RowScore> scores;
   size_t done = 0;
   while (done < order.size()) {
     // The batch: as many windows as fit batch_size and max_batch_tokens (>= 1).
@@ -118,13 +130,36 @@ Result<std::vector<std::vector<TokenLogprob>>> NativeBackend::score_tokens(
       std::copy(s.begin() + w.start, s.begin() + w.start + w.len(),
                 tokens.begin() + static_cast<std::ptrdiff_t>(r) * T);
     }
-    ASSAY_ASSIGN_OR_RETURN(auto logits, model_.forward(tokens.data(), B, static_cast<int>(T)));
-    for (int r = 0; r < B; ++r) {
-      const Window& w = windows[order[done + r]];
-      const auto& s = seqs[w.seq];
-      for (int64_t j = w.a; j < w.b; ++j) {
-        const float* row = logits.data() + (static_cast<size_t>(r) * T + (j - 1 - w.start)) * V;
-        out[w.seq][static_cast<size_t>(j - first[w.seq])] = score_row(row, V, s[j]);
+    if (gpu_) {
+      // Only the scores leave the device, never the [B, T, V] logits.
+      ASSAY_RETURN_IF_ERROR(gpu_->forward(tokens.data(), B, static_cast<int>(T)));
+      rows.clear();
+      targets.clear();
+      for (int r = 0; r < B; ++r) {
+        const Window& w = windows[order[done + r]];
+        for (int64_t j = w.a; j < w.b; ++j) {
+          rows.push_back(static_cast<int32_t>(r * T + (j - 1 - w.start)));
+          targets.push_back(seqs[w.seq][j]);
+        }
+      }
+      scores.resize(rows.size());
+      ASSAY_RETURN_IF_ERROR(engine::cuda::row_scores(*gpu_, rows, targets, scores));
+      size_t k = 0;
+      for (int r = 0; r < B; ++r) {
+        const Window& w = windows[order[done + r]];
+        for (int64_t j = w.a; j < w.b; ++j, ++k)
+          out[w.seq][static_cast<size_t>(j - first[w.seq])] = {
+              targets[k], scores[k].logprob, scores[k].top_token, scores[k].top_logprob};
+      }
+    } else {
+      ASSAY_ASSIGN_OR_RETURN(auto logits, model_.forward(tokens.data(), B, static_cast<int>(T)));
+      for (int r = 0; r < B; ++r) {
+        const Window& w = windows[order[done + r]];
+        const auto& s = seqs[w.seq];
+        for (int64_t j = w.a; j < w.b; ++j) {
+          const float* row = logits.data() + (static_cast<size_t>(r) * T + (j - 1 - w.start)) * V;
+          out[w.seq][static_cast<size_t>(j - first[w.seq])] = score_row(row, V, s[j]);
+        }
       }
     }
     done = end;
@@ -166,7 +201,22 @@ Result<std::vector<Generation>> NativeBackend::generate_tokens(
   const int new_max = std::min(max_tokens, P - 1);
   const int max_ctx = P - new_max;
   std::vector<Generation> out(prompts.size());
-  KvDecoder dec(model_);
+  // One of the two decoders, behind the same three calls.
+  std::unique_ptr<KvDecoder> cpu_dec;
+  std::unique_ptr<GpuDecoder> gpu_dec;
+  if (gpu_) gpu_dec = std::make_unique<GpuDecoder>(*gpu_);
+  else cpu_dec = std::make_unique<KvDecoder>(model_);
+  struct {
+    KvDecoder* c;
+    GpuDecoder* g;
+    Status reset(int n, int cap) { return g ? g->reset(n, cap) : c->reset(n, cap); }
+    Status prefill(int s, const int32_t* t, int n, float* o) {
+      return g ? g->prefill(s, t, n, o) : c->prefill(s, t, n, o);
+    }
+    Status step(const std::vector<int>& s, const std::vector<int32_t>& t, float* o) {
+      return g ? g->step(s, t, o) : c->step(s, t, o);
+    }
+  } dec{cpu_dec.get(), gpu_dec.get()};
   std::vector<float> logits;
   const int gb = std::max(1, opts_.gen_batch_size);
   for (size_t b0 = 0; b0 < prompts.size(); b0 += static_cast<size_t>(gb)) {
@@ -265,8 +315,11 @@ Result<std::unique_ptr<NativeBackend>> load_native_backend(const std::string& ch
                            "be >= 1");
   std::string name = std::filesystem::path(checkpoint_dir).lexically_normal().string();
   while (name.size() > 1 && name.back() == '/') name.pop_back();
-  return std::make_unique<NativeBackend>(std::move(ck->model), std::move(ck->tokenizer),
-                                         ck->hash, name, std::move(opts));
+  ASSAY_ASSIGN_OR_RETURN(engine::cuda::Device dev, engine::cuda::resolve_device(opts.device));
+  auto be = std::make_unique<NativeBackend>(std::move(ck->model), std::move(ck->tokenizer),
+                                            ck->hash, name, std::move(opts));
+  if (dev.is_cuda()) ASSAY_RETURN_IF_ERROR(be->use_cuda(dev.index).with_context(dev.str()));
+  return be;
 }
 
 }  // namespace assay::evals

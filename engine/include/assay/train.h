@@ -2,7 +2,9 @@
 //
 // A recipe reads a JSON config (validated with errors that name the file and
 // the field, e.g. "config.json: /lr: expected a number > 0, got -1"), trains
-// the native GPT engine on the CPU, and produces in its output directory:
+// the native GPT engine on the device the config names ("device": auto, cpu,
+// cuda or cuda:N; auto = cuda:0 when this build has CUDA and a GPU is
+// visible), and produces in its output directory:
 //   ckpt-<step>/  intermediate checkpoints (every checkpoint_every steps)
 //   final/        the last checkpoint; each checkpoint's metadata names its
 //                 parent (the previous checkpoint of the run, or the init)

@@ -24,6 +24,10 @@
 #include "assay/engine.h"
 #include "assay/evals_backend.h"
 
+namespace assay::engine::cuda {
+class CudaGPT;
+}
+
 namespace assay::evals {
 
 struct NativeOptions {
@@ -31,6 +35,10 @@ struct NativeOptions {
   int64_t max_batch_tokens = 4096;  // B*T cap per scoring forward (bounds logits [B,T,V])
   int gen_batch_size = 8;           // sequences decoded together
   bool whole_text_bos = true;       // prepend bos_id() to empty-context requests
+  // "cpu", "cuda", "cuda:N" or "auto" (cuda:0 when this build has CUDA and a
+  // GPU is visible). On a GPU, scoring reads per-token scores off the device
+  // and generation re-runs the whole prefix per new token (no KV cache there).
+  std::string device = "cpu";
   // Called after each batch: what ("score" | "generate"), items done, items total.
   std::function<void(const char* what, int64_t done, int64_t total)> progress;
 };
@@ -58,6 +66,9 @@ class NativeBackend final : public Backend {
   ~NativeBackend() override;
 
   std::string describe() const override;
+  // Moves the model to a CUDA device (frozen copy); later calls run there.
+  Status use_cuda(int device_index);
+  bool on_gpu() const { return gpu_ != nullptr; }
   Result<std::vector<TokenScores>> score(const std::vector<ScoreRequest>& reqs) override;
   Result<std::vector<std::string>> generate(const std::vector<GenRequest>& reqs) override;
 
@@ -86,6 +97,7 @@ class NativeBackend final : public Backend {
 
  private:
   engine::GPT model_;
+  std::unique_ptr<engine::cuda::CudaGPT> gpu_;  // set by use_cuda
   std::unique_ptr<engine::Tokenizer> tok_;
   std::string hash_, name_;
   NativeOptions opts_;

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "assay/engine_ops.h"
+#include "grad_check.h"
 #include "ops_internal.h"
 
 namespace ops = assay::engine::ops;
@@ -28,28 +29,6 @@ std::vector<F> randn(size_t n, uint32_t seed, double scale = 1.0) {
   std::vector<F> v(n);
   for (F& x : v) x = (F)d(g);
   return v;
-}
-
-// Central differences of loss() over every element of x against `analytic`
-// (double; same tolerance as the kernel gradient tests).
-template <class Loss>
-void expect_grad(const char* what, std::vector<double>& x, const std::vector<double>& analytic,
-                 Loss loss) {
-  const double h = 1e-5;
-  double norm = 0;
-  for (size_t i = 0; i < x.size(); i++) {
-    const double keep = x[i];
-    x[i] = keep + h;
-    const double lp = loss();
-    x[i] = keep - h;
-    const double lm = loss();
-    x[i] = keep;
-    const double num = (lp - lm) / (2 * h);
-    EXPECT_LE(std::fabs(analytic[i] - num), 1e-7 + 1e-6 * std::fabs(num))
-        << what << "[" << i << "]: analytic " << analytic[i] << " numeric " << num;
-    norm += analytic[i] * analytic[i];
-  }
-  EXPECT_GT(norm, 1e-12) << what << ": gradient is zero";
 }
 
 template <class F>

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "assay/engine_ops.h"
+#include "grad_check.h"
 
 namespace ops = assay::engine::ops;
 using Vec = std::vector<double>;
@@ -31,31 +32,6 @@ double dot(const Vec& a, const Vec& b) {
   double s = 0;
   for (size_t i = 0; i < a.size(); i++) s += a[i] * b[i];
   return s;
-}
-
-// Compares `analytic` with central differences of loss() over every element of x.
-void expect_grad(const char* what, Vec& x, const Vec& analytic,
-                 const std::function<double()>& loss) {
-  ASSERT_EQ(x.size(), analytic.size());
-  const double h = 1e-5;
-  double max_err = 0;
-  for (size_t i = 0; i < x.size(); i++) {
-    const double keep = x[i];
-    x[i] = keep + h;
-    const double lp = loss();
-    x[i] = keep - h;
-    const double lm = loss();
-    x[i] = keep;
-    const double num = (lp - lm) / (2 * h);
-    const double err = std::fabs(analytic[i] - num);
-    max_err = std::max(max_err, err);
-    EXPECT_LE(err, 1e-7 + 1e-6 * std::fabs(num))
-        << what << "[" << i << "]: analytic " << analytic[i] << " numeric " << num;
-  }
-  // Guard against a vacuous check (all-zero gradients).
-  double norm = 0;
-  for (double g : analytic) norm += g * g;
-  EXPECT_GT(norm, 1e-12) << what << ": gradient is zero";
 }
 
 }  // namespace

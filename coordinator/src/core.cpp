@@ -413,8 +413,14 @@ Response Coordinator::Impl::route(const Request& req) {
                           std::string("use ") + want + " " + t.path + ", got " + m);
   };
   bool is_log_chunk = worker_api && s.size() == 5 && s[4] == "logs";
+  // Metric batches in their usual shape skip the JSON tree (metric_batch.h).
+  std::optional<MetricBatch> batch;
+  if (worker_api && s.size() == 5 && s[4] == "metrics" && m == "POST") {
+    MetricBatch b;
+    if (parse_metric_batch_fast(req.body, &b)) batch = std::move(b);
+  }
   Json body;
-  if (m == "POST" && !is_log_chunk) {
+  if (m == "POST" && !is_log_chunk && !batch) {
     if (req.body.empty()) {
       body = Json::object();
     } else {
@@ -447,7 +453,7 @@ Response Coordinator::Impl::route(const Request& req) {
       const std::string& op = s[4];
       if (op == "started") return h_started(*id, body);
       if (op == "finished") return h_finished(*id, body);
-      if (op == "metrics") return h_metrics(*id, body);
+      if (op == "metrics") return batch ? h_metrics_batch(*id, std::move(*batch)) : h_metrics(*id, body);
       if (op == "logs") return h_log_chunk(*id, t, req.body);
       if (op == "artifacts") return h_artifact(*id, body);
       if (op == "events") return h_event(*id, body);

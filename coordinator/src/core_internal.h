@@ -17,6 +17,7 @@
 #include "assay/coordinator.h"
 #include "assay/scheduler.h"
 #include "assay/store.h"
+#include "metric_batch.h"
 
 namespace assay::coordinator {
 
@@ -187,6 +188,8 @@ struct Coordinator::Impl {
   Response h_started(int64_t run_id, const Json& body);
   Response h_finished(int64_t run_id, const Json& body);
   Response h_metrics(int64_t run_id, const Json& body);
+  Response h_metrics_batch(int64_t run_id, MetricBatch b);
+  Response too_many_points(size_t n) const;
   Response h_log_chunk(int64_t run_id, const Target& t, const std::string& body);
   Response h_artifact(int64_t run_id, const Json& body);
   Response h_event(int64_t run_id, const Json& body);

@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "core_internal.h"
+#include "metric_batch.h"
 
 namespace assay::coordinator {
 
@@ -478,38 +479,28 @@ Response Coordinator::Impl::h_finished(int64_t run_id, const Json& body) {
   return json_response(200, outcome(done));
 }
 
+// The general path: any JSON body, with errors that name the field; the
+// usual shape comes through parse_metric_batch_fast straight to
+// h_metrics_batch.
 Response Coordinator::Impl::h_metrics(int64_t run_id, const Json& body) {
-  TRY_FIELD(std::string id, worker_id_of(body));
-  TRY_FIELD(int64_t attempt, get_int(body, "attempt"));
-  std::optional<int64_t> seq;
+  MetricBatch b;
+  TRY_FIELD(b.worker_id, worker_id_of(body));
+  TRY_FIELD(b.attempt, get_int(body, "attempt"));
   if (body.contains("batch_seq") && !body["batch_seq"].is_null()) {
-    TRY_FIELD(seq, get_int(body, "batch_seq"));
-    if (*seq < 0) return bad(Status::Invalid("field 'batch_seq': expected >= 0"));
+    TRY_FIELD(b.batch_seq, get_int(body, "batch_seq"));
   }
   auto pit = body.find("points");
   if (pit == body.end() || !pit->is_array())
     return bad(Status::Invalid("field 'points': expected an array of {key, step, value, time}"));
-  if (pit->size() > opts.max_points_per_batch)
-    return error_response(413, "payload_too_large",
-                          "metric batch of " + std::to_string(pit->size()) +
-                              " points exceeds the limit of " +
-                              std::to_string(opts.max_points_per_batch));
-  Response err;
-  auto r = worker_run(run_id, id, attempt, true, &err);
-  if (!r) return err;
-  double t = now();
-  std::vector<store::MetricPoint> points;
-  points.reserve(pit->size());
+  if (pit->size() > opts.max_points_per_batch) return too_many_points(pit->size());
+  b.points.reserve(pit->size());
   for (size_t i = 0; i < pit->size(); ++i) {
     const Json& p = (*pit)[i];
     auto where = [&] { return "points[" + std::to_string(i) + "]"; };
     if (!p.is_object()) return bad(Status::Invalid(where() + ": expected an object"));
-    store::MetricPoint mp;
-    mp.run_id = run_id;
+    MetricBatch::Point mp;
     auto key = get_string(p, "key");
     if (!key.ok()) return bad(key.status().with_context(where()));
-    if (key->empty() || key->size() > 256)
-      return bad(Status::Invalid(where() + ".key: expected 1..256 characters"));
     mp.key = *key;
     auto step = get_int(p, "step");
     if (!step.ok()) return bad(step.status().with_context(where()));
@@ -524,9 +515,49 @@ Response Coordinator::Impl::h_metrics(int64_t run_id, const Json& body) {
       return bad(Status::Invalid(where() + ".value: expected a number or null, got " +
                                  describe(*v)));
     }
-    auto tm = get_number(p, "time", t);
-    if (!tm.ok()) return bad(tm.status().with_context(where()));
-    mp.wall_time = *tm;
+    if (p.contains("time") && !p["time"].is_null()) {  // null: time of receipt, as absent
+      auto tm = get_number(p, "time");
+      if (!tm.ok()) return bad(tm.status().with_context(where()));
+      mp.time = *tm;
+    }
+    b.points.push_back(std::move(mp));
+  }
+  return h_metrics_batch(run_id, std::move(b));
+}
+
+Response Coordinator::Impl::too_many_points(size_t n) const {
+  return error_response(413, "payload_too_large",
+                        "metric batch of " + std::to_string(n) +
+                            " points exceeds the limit of " +
+                            std::to_string(opts.max_points_per_batch));
+}
+
+Response Coordinator::Impl::h_metrics_batch(int64_t run_id, MetricBatch b) {
+  if (!valid_worker_id(b.worker_id))
+    return bad(Status::Invalid("field 'worker_id': expected 1..128 of [A-Za-z0-9._:-], got '" +
+                               b.worker_id + "'"));
+  const std::string& id = b.worker_id;
+  const int64_t attempt = *b.attempt;
+  const std::optional<int64_t> seq = b.batch_seq;
+  if (seq && *seq < 0) return bad(Status::Invalid("field 'batch_seq': expected >= 0"));
+  if (b.points.size() > opts.max_points_per_batch) return too_many_points(b.points.size());
+  for (size_t i = 0; i < b.points.size(); ++i)
+    if (b.points[i].key.empty() || b.points[i].key.size() > 256)
+      return bad(Status::Invalid("points[" + std::to_string(i) +
+                                 "].key: expected 1..256 characters"));
+  Response err;
+  auto r = worker_run(run_id, id, attempt, true, &err);
+  if (!r) return err;
+  double t = now();
+  std::vector<store::MetricPoint> points;
+  points.reserve(b.points.size());
+  for (auto& p : b.points) {
+    store::MetricPoint mp;
+    mp.run_id = run_id;
+    mp.key = std::move(p.key);
+    mp.step = p.step;
+    mp.value = p.value;
+    mp.wall_time = p.time.value_or(t);
     points.push_back(std::move(mp));
   }
   bool duplicate = false;

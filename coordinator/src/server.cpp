@@ -206,6 +206,10 @@ net::awaitable<void> listener(tcp::acceptor& acceptor, ServerState& st) {
     bool backoff = false;
     try {
       tcp::socket s = co_await acceptor.async_accept(net::use_awaitable);
+      // Small request/response exchanges: never hold a segment back waiting
+      // for the peer's (delayed) ACK.
+      boost::system::error_code nd;
+      s.set_option(tcp::no_delay(true), nd);
       net::co_spawn(acceptor.get_executor(), session(std::move(s), st), net::detached);
     } catch (const boost::system::system_error& e) {
       if (e.code() == net::error::operation_aborted) co_return;

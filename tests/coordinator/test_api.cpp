@@ -279,6 +279,19 @@ TEST_F(Api, MetricBatchRedeliveryDoesNotDouble) {
   batch["points"] = {{{"key", "loss"}, {"step", 5}, {"value", 0.1}}};
   worker("POST", url, batch);
   EXPECT_EQ(count_rows("SELECT COUNT(*) FROM metrics WHERE run_id = " + std::to_string(id)), 7);
+  // Keys outside the fast parser's subset (escapes, non-ASCII) take the
+  // general path and are stored the same way; a too-long key is refused on both.
+  batch["batch_seq"] = 4;
+  batch["points"] = {{{"key", "val/\"quoted\""}, {"step", 1}, {"value", 2.0}},
+                     {{"key", "perplexité"}, {"step", 1}, {"value", 3.0}}};
+  EXPECT_EQ(worker("POST", url, batch)["accepted"], 2);
+  EXPECT_EQ(count_rows("SELECT COUNT(*) FROM metric_keys WHERE name IN ('val/\"quoted\"', 'perplexité')"), 2);
+  batch["batch_seq"] = 5;
+  batch["points"] = {{{"key", std::string(257, 'k')}, {"step", 1}, {"value", 2.0}}};
+  Json long_key = worker("POST", url, batch, 400);
+  EXPECT_NE(long_key.dump().find("points[0].key: expected 1..256 characters"), std::string::npos) << long_key;
+  batch["points"] = {{{"key", "ok"}, {"step", 1}, {"value", 2.0}, {"note", "extra field"}}};
+  EXPECT_EQ(worker("POST", url, batch)["accepted"], 1) << "unknown fields are ignored, as before";
 }
 
 TEST_F(Api, LogChunksDeduplicateByOffsetAndServeWithOffsets) {

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "assay/engine_cuda.h"
+#include "assay/engine_cuda_rows.h"
 
 namespace assay::engine::cuda {
 
@@ -92,6 +93,15 @@ int64_t CudaGPT::adamw_t() const { return 0; }
 Status CudaGPT::download_params(GPT&) const { return no_cuda(); }
 Status CudaGPT::download_grads(std::span<float>) const { return no_cuda(); }
 Status CudaGPT::download_adam_state(std::span<float>, std::span<float>) const { return no_cuda(); }
+
+// engine_cuda_rows.h
+Status row_scores(CudaGPT&, std::span<const int32_t>, std::span<const int32_t>,
+                  std::span<RowScore>) {
+  return no_cuda();
+}
+Status copy_logit_rows(const CudaGPT&, std::span<const int32_t>, std::span<float>) {
+  return no_cuda();
+}
 
 #endif  // ASSAY_WITH_CUDA
 

@@ -1,7 +1,8 @@
 // Reading results out of a CudaGPT's logits without copying [B,T,V] to the
 // host (for GPT-2's V = 50257 a 8x1024 batch is 1.6 GB): per-row scores
 // computed on the device, and single rows copied out. Used by the evals.
-// Compiles without CUDA; the calls then fail with the "no CUDA support" error.
+// Compiles without CUDA; the calls then fail with the "no CUDA support" error
+// (engine/src/device.cpp).
 #pragma once
 
 #include <cstdint>

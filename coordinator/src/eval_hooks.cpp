@@ -23,11 +23,14 @@
 //    "same_worker") the eval run is pinned to that worker with the reserved
 //    label assay.worker; placement "any" lets it run anywhere, for workers
 //    that share the checkpoint directory.
-//  - Results: the eval run reports {"<suite>[@<version>]/<metric>[,<filter>]": v}
-//    on ASSAY_METRICS_FD like any metric; when it succeeds (and for metrics
-//    that arrive after that) the latest value per key is copied into
-//    eval_results with the checkpoint hash and seed of its hook row, so
-//    eval_summary joins it to the producer. Upserts make the copy repeatable.
+//  - Results: the eval run reports its rows on ASSAY_METRICS_FD as eval keys
+//    (common/include/assay/eval_key.h: "<suite>@<version>/<metric>[,<filter>]"
+//    with ":stderr" and ":n" companions) like any metric; when it succeeds
+//    (and for metrics that arrive after that) the latest value per key is
+//    copied into eval_results with the checkpoint hash and seed of its hook
+//    row, so eval_summary joins it to the producer. The version is the one
+//    `assay eval --db` stores, so both paths fill the same cache row. Upserts
+//    make the copy repeatable.
 #include <algorithm>
 #include <cctype>
 #include <cmath>
@@ -35,6 +38,7 @@
 #include <string_view>
 #include <tuple>
 
+#include "assay/eval_key.h"
 #include "assay/sweep_expand.h"
 #include "core_internal.h"
 
@@ -133,25 +137,6 @@ const store::Artifact* final_checkpoint(const std::vector<store::Artifact>& arts
   return best;
 }
 
-struct MetricKey {
-  std::string suite, version, metric, filter;
-};
-
-// "<suite>[@<version>]/<metric>[,<filter>]"; false for any other key.
-bool parse_metric_key(const std::string& key, MetricKey* out) {
-  size_t slash = key.find('/');
-  if (slash == std::string::npos || slash == 0 || slash + 1 == key.size()) return false;
-  std::string head = key.substr(0, slash), tail = key.substr(slash + 1);
-  size_t at = head.find('@');
-  out->suite = head.substr(0, at);
-  out->version = at == std::string::npos ? "1" : head.substr(at + 1);
-  size_t comma = tail.find(',');
-  out->metric = tail.substr(0, comma);
-  out->filter = comma == std::string::npos ? "none" : tail.substr(comma + 1);
-  return !out->suite.empty() && !out->version.empty() && !out->metric.empty() &&
-         !out->filter.empty();
-}
-
 }  // namespace
 
 namespace {
@@ -241,7 +226,8 @@ Status Coordinator::Impl::on_checkpoint(const store::Run& producer, int64_t arti
 
 namespace {
 
-// Copies an eval run's latest metric values into eval_results.
+// Copies an eval run's latest metric values into eval_results: each value
+// key with its ":stderr" and ":n" companions becomes one row (eval_key.h).
 Status copy_eval_metrics(Coordinator::Impl& c, int64_t run_id) {
   ASSAY_ASSIGN_OR_RETURN(auto hook, c.sdb->eval_hook_of(run_id));
   if (!hook) return Status::Ok();
@@ -251,24 +237,37 @@ Status copy_eval_metrics(Coordinator::Impl& c, int64_t run_id) {
     auto& slot = latest[p.key];
     if (!slot || p.step >= slot->step) slot = &p;
   }
-  std::vector<store::EvalResult> rows;
+  // One row per (suite, version, metric, filter), in key order.
+  std::map<std::tuple<std::string, std::string, std::string, std::string>, store::EvalResult> rows;
   for (auto& [key, p] : latest) {
-    MetricKey mk;
-    if (!parse_metric_key(key, &mk)) continue;
-    store::EvalResult e;
+    EvalKey k;
+    if (!parse_eval_key(key, &k)) continue;
+    store::EvalResult& e = rows[{k.suite, k.version, k.metric, k.filter}];
+    const bool finite = std::isfinite(p->value);
+    switch (k.stat) {
+      case EvalKey::Stat::kValue:
+        if (finite) e.value = p->value;
+        break;
+      case EvalKey::Stat::kStderr:
+        if (finite) e.stderr_value = p->value;
+        break;
+      case EvalKey::Stat::kN:
+        if (finite && p->value >= 0) e.n = static_cast<int64_t>(p->value);
+        break;
+    }
     e.run_id = run_id;
-    e.suite = mk.suite;
-    e.metric = mk.metric;
-    e.filter = mk.filter;
-    if (std::isfinite(p->value)) e.value = p->value;
-    e.suite_version = mk.version;
+    e.suite = k.suite;
+    e.metric = k.metric;
+    e.filter = k.filter;
+    e.suite_version = k.version;
     e.checkpoint_hash = hook->checkpoint_hash;
     e.seed = hook->seed;
     e.created_at = c.now();
-    rows.push_back(std::move(e));
   }
-  if (rows.empty()) return Status::Ok();
-  return c.db->put_eval_results(rows);
+  std::vector<store::EvalResult> out;
+  for (auto& [key, e] : rows) out.push_back(std::move(e));
+  if (out.empty()) return Status::Ok();
+  return c.db->put_eval_results(out);
 }
 
 }  // namespace

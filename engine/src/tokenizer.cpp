@@ -144,7 +144,7 @@ class ByteTokenizer final : public Tokenizer {
     for (int b = 0; b < 256; b++)
       unicode::append_utf8(unicode::byte_to_unicode((uint8_t)b), id_to_token[b]);
     id_to_token[256] = kEndOfText;
-    return write_gpt2_tokenizer_files(dir, id_to_token, {}, "byte", kEndOfText);
+    return write_gpt2_tokenizer_files(dir, id_to_token, {}, "byte", kEndOfText, add_bos_token());
   }
 };
 
@@ -153,7 +153,8 @@ class ByteTokenizer final : public Tokenizer {
 Status write_gpt2_tokenizer_files(const std::string& dir,
                                   const std::vector<std::string>& id_to_token,
                                   const std::vector<std::pair<std::string, std::string>>& merges,
-                                  const std::string& kind, const std::string& special) {
+                                  const std::string& kind, const std::string& special,
+                                  bool add_bos) {
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) return Status::IoError(dir + ": cannot create directory: " + ec.message());
@@ -166,6 +167,11 @@ Status write_gpt2_tokenizer_files(const std::string& dir,
   nlohmann::json cfg = {{"tokenizer_class", "GPT2Tokenizer"},
                         {"assay_tokenizer", kind},
                         {"add_prefix_space", false},
+                        {"add_bos_token", add_bos},
+                        {"add_eos_token", false},
+                        // decode() returns the text as encoded; transformers'
+                        // default clean-up would rewrite " ," to ",".
+                        {"clean_up_tokenization_spaces", false},
                         {"bos_token", special},
                         {"eos_token", special},
                         {"unk_token", special},
@@ -176,6 +182,13 @@ Status write_gpt2_tokenizer_files(const std::string& dir,
   ASSAY_RETURN_IF_ERROR(write_text(d / "merges.txt", m));
   ASSAY_RETURN_IF_ERROR(write_text(d / "tokenizer_config.json", cfg.dump(2) + "\n"));
   ASSAY_RETURN_IF_ERROR(write_text(d / "special_tokens_map.json", smap.dump(2) + "\n"));
+  // transformers prefers tokenizer.json to the files above and would ignore
+  // add_bos_token there; without it, AutoTokenizer builds its fast tokenizer
+  // from vocab.json + merges.txt and honours add_bos_token (a BOS template).
+  // A tokenizer.json left in the directory would describe another tokenizer.
+  fs::remove(d / "tokenizer.json", ec);
+  if (ec) return Status::IoError((d / "tokenizer.json").string() + ": cannot remove stale file: " +
+                                 ec.message());
   return Status::Ok();
 }
 
@@ -184,25 +197,38 @@ std::unique_ptr<Tokenizer> make_byte_tokenizer() { return std::make_unique<ByteT
 Result<std::unique_ptr<Tokenizer>> load_tokenizer(const std::string& dir) {
   const fs::path d(dir);
   const fs::path cfg = d / "tokenizer_config.json";
+  nlohmann::json j = nlohmann::json::object();
   if (fs::exists(cfg)) {
     std::ifstream f(cfg);
-    nlohmann::json j;
     try {
       j = nlohmann::json::parse(f);
     } catch (const nlohmann::json::exception& e) {
       return Status::Corruption(cfg.string() + ": not valid JSON: " + e.what());
     }
-    if (j.is_object() && j.value("assay_tokenizer", "") == "byte") {
-      return make_byte_tokenizer();
-    }
+    if (!j.is_object()) return Status::Corruption(cfg.string() + ": must be a JSON object");
   }
-  if (fs::exists(d / "vocab.json") && fs::exists(d / "merges.txt")) {
-    return load_bpe_tokenizer((d / "vocab.json").string(), (d / "merges.txt").string());
+  bool add_bos = false;
+  if (j.contains("add_bos_token") && !j["add_bos_token"].is_null()) {
+    if (!j["add_bos_token"].is_boolean())
+      return Status::Invalid(cfg.string() + ": field add_bos_token must be true or false, got " +
+                             j["add_bos_token"].dump());
+    add_bos = j["add_bos_token"].get<bool>();
   }
-  if (fs::exists(d / "tokenizer.json")) return load_tokenizer_json((d / "tokenizer.json").string());
-  return Status::NotFound(dir +
-                          ": no tokenizer (expected tokenizer_config.json with "
-                          "assay_tokenizer \"byte\", vocab.json + merges.txt, or tokenizer.json)");
+  std::unique_ptr<Tokenizer> tok;
+  if (j.value("assay_tokenizer", nlohmann::json()) == "byte") {
+    tok = make_byte_tokenizer();
+  } else if (fs::exists(d / "vocab.json") && fs::exists(d / "merges.txt")) {
+    ASSAY_ASSIGN_OR_RETURN(tok, load_bpe_tokenizer((d / "vocab.json").string(),
+                                                   (d / "merges.txt").string()));
+  } else if (fs::exists(d / "tokenizer.json")) {
+    ASSAY_ASSIGN_OR_RETURN(tok, load_tokenizer_json((d / "tokenizer.json").string()));
+  } else {
+    return Status::NotFound(dir +
+                            ": no tokenizer (expected tokenizer_config.json with "
+                            "assay_tokenizer \"byte\", vocab.json + merges.txt, or tokenizer.json)");
+  }
+  tok->set_add_bos_token(add_bos);
+  return tok;
 }
 
 }  // namespace assay::engine

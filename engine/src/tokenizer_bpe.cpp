@@ -156,7 +156,8 @@ class BpeTokenizer final : public Tokenizer {
   std::string kind() const override { return "gpt2-bpe"; }
   Status save(const std::string& dir) const override {
     return write_gpt2_tokenizer_files(dir, id_to_token_, merges_, "gpt2-bpe",
-                                      eos_ >= 0 ? id_to_token_[eos_] : "<|endoftext|>");
+                                      eos_ >= 0 ? id_to_token_[eos_] : "<|endoftext|>",
+                                      add_bos_token());
   }
 
  private:

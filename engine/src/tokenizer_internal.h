@@ -35,11 +35,12 @@ namespace assay::engine {
 // Writes a GPT-2 tokenizer directory readable by transformers' GPT2Tokenizer:
 // vocab.json (token -> id for every non-empty id_to_token entry), merges.txt
 // ("#version: 0.2" then one "a b" per line in rank order),
-// tokenizer_config.json (with "assay_tokenizer": kind) and
-// special_tokens_map.json naming `special` as bos/eos/unk token.
+// tokenizer_config.json (with "assay_tokenizer": kind and "add_bos_token":
+// add_bos) and special_tokens_map.json naming `special` as bos/eos/unk token.
 Status write_gpt2_tokenizer_files(const std::string& dir,
                                   const std::vector<std::string>& id_to_token,
                                   const std::vector<std::pair<std::string, std::string>>& merges,
-                                  const std::string& kind, const std::string& special);
+                                  const std::string& kind, const std::string& special,
+                                  bool add_bos);
 
 }  // namespace assay::engine

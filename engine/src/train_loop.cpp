@@ -110,6 +110,9 @@ Result<engine::GPT> make_model(const CommonConfig& cfg, std::unique_ptr<engine::
     auto ck = engine::load_checkpoint(cfg.init, engine::Mode::kTrain);
     if (!ck.ok()) return ck.status().with_context("init checkpoint " + cfg.init);
     tok = std::move(ck->tokenizer);
+    // Every recipe trains on [bos] + tokens (make_batch); the saved
+    // checkpoint declares it so that evals and serving score the same way.
+    tok->set_add_bos_token(true);
     parent = ck->hash;
     return std::move(ck->model);
   }
@@ -120,6 +123,7 @@ Result<engine::GPT> make_model(const CommonConfig& cfg, std::unique_ptr<engine::
     if (!t.ok()) return t.status().with_context(cfg.source + ": /tokenizer");
     tok = std::move(*t);
   }
+  tok->set_add_bos_token(true);  // see above: recipes train on [bos] + tokens
   engine::GPTConfig mc = cfg.model;
   if (mc.vocab_size == 0) mc.vocab_size = tok->vocab_size();
   if (mc.vocab_size < tok->vocab_size())

@@ -208,18 +208,26 @@ TEST_F(EvalHooks, EvalRunMetricsBecomeEvalResultsOfTheProducer) {
                 {"batch_seq", 0},
                 {"points",
                  {{{"key", "gsm8k/exact_match,strict-match"}, {"step", 0}, {"value", 0.5}},
-                  {{"key", "gsm8k/exact_match,flexible-extract"}, {"step", 0}, {"value", 0.25}}}}};
+                  {{"key", "gsm8k/exact_match,flexible-extract"}, {"step", 0}, {"value", 0.25}},
+                  {{"key", "gsm8k@3.0+abcd1234/exact_match,strict-match"}, {"step", 0}, {"value", 0.75}},
+                  {{"key", "gsm8k@3.0+abcd1234/exact_match,strict-match:stderr"}, {"step", 0}, {"value", 0.125}},
+                  {{"key", "gsm8k@3.0+abcd1234/exact_match,strict-match:n"}, {"step", 0}, {"value", 12}}}}};
   worker(url(e, "metrics"), batch);
   EXPECT_EQ(query("SELECT COUNT(*) FROM eval_results")["rows"][0][0], 0)
       << "copied only once the eval run succeeds";
   finish(e, 0);
   Json q = query(
       "SELECT suite, metric, filter, value, suite_version, checkpoint_hash, checkpoint_step, "
-      "producer_run_id, producer_sweep, eval_run_id FROM eval_summary ORDER BY filter");
+      "producer_run_id, producer_sweep, eval_run_id FROM eval_summary WHERE suite_version = '1' "
+      "ORDER BY filter");
   ASSERT_EQ(q["rows"].size(), 2u) << q.dump();
   Json strict = q["rows"][1];
   EXPECT_EQ(strict, Json({"gsm8k", "exact_match", "strict-match", 0.5, "1", "ck1", 7, p, "res", e}));
   EXPECT_EQ(q["rows"][0][3], 0.25);
+  // Versioned keys carry their stderr and n into the same row (eval_key.h).
+  Json v = query("SELECT suite_version, filter, value, stderr, n FROM eval_results "
+                 "WHERE suite_version != '1'");
+  EXPECT_EQ(v["rows"], Json::array({Json::array({"3.0+abcd1234", "strict-match", 0.75, 0.125, 12})}));
   // A metric delivered after 'finished' (a late spool) is copied too.
   batch["batch_seq"] = 1;
   batch["points"] = {{{"key", "gsm8k@3.0/acc"}, {"step", 0}, {"value", 1.0}}};

@@ -99,23 +99,6 @@ TEST(EvalsScores, TranscriptReader) {
       << bad.status().message();
 }
 
-TEST(EvalsScores, SuiteSpecJson) {
-  auto spec = suite_spec_from_json(nlohmann::json::parse(R"({"task": "gsm8k", "version": "3.0",
-      "num_fewshot": 5, "fewshot_seed": 1234, "filters": ["strict-match"], "limit": 100})"),
-                                   "suite.json");
-  ASSERT_TRUE(spec.ok()) << spec.status().to_string();
-  EXPECT_EQ(spec->name, "gsm8k");
-  EXPECT_EQ(*spec->limit, 100);
-  EXPECT_EQ(to_json(*spec)["filters"][0], "strict-match");
-  auto bad = suite_spec_from_json(nlohmann::json::parse(R"({"task": "gsm8k", "num_fewshots": 5})"),
-                                  "suite.json");
-  ASSERT_FALSE(bad.ok());
-  EXPECT_EQ(bad.status().message(), "suite.json: /num_fewshots: unknown field");
-  bad = suite_spec_from_json(nlohmann::json::parse(R"({"task": "mmlu"})"), "s.json");
-  EXPECT_FALSE(bad.ok());
-  EXPECT_EQ(default_suite_spec("gsm8k").value().num_fewshot, 5);
-}
-
 TEST(EvalsScores, UnlearningPrimitives) {
   EXPECT_DOUBLE_EQ(min_k_score({-1, -2, -3, -4, -5}, 0.4), 4.5);  // lowest 2 of 5
   EXPECT_DOUBLE_EQ(min_k_score({-1, -2}, 0.4), 2.0);               // at least one token

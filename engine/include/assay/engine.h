@@ -199,9 +199,25 @@ class Tokenizer {
   virtual int eos_id() const = 0;
   virtual int bos_id() const = 0;
   virtual std::string kind() const = 0;  // "byte" or "gpt2-bpe"
-  // Writes vocab.json, merges.txt, tokenizer_config.json and
-  // special_tokens_map.json into dir (created if missing).
+  // Writes vocab.json, merges.txt, tokenizer_config.json (with
+  // add_bos_token) and special_tokens_map.json into dir (created if missing),
+  // and removes a tokenizer.json there: transformers would read that instead
+  // and ignore add_bos_token. From these files, transformers' AutoTokenizer
+  // (fast and slow GPT-2 tokenizers) yields [bos_id()] + encode(text) when
+  // add_bos_token() is set, encode(text) otherwise.
   virtual Status save(const std::string& dir) const = 0;
+
+  // The checkpoint's input convention, as Hugging Face tokenizers declare it
+  // in tokenizer_config.json ("add_bos_token"): when true, every sequence the
+  // model scores or continues starts with bos_id(). Every `assay train`
+  // recipe trains that way and saves true; HF GPT-2 checkpoints leave it
+  // false. The tokenizer itself never inserts it: encode() maps text only,
+  // and each scoring or generation path prepends bos_id() when this is set.
+  bool add_bos_token() const { return add_bos_token_; }
+  void set_add_bos_token(bool on) { add_bos_token_ = on; }
+
+ private:
+  bool add_bos_token_ = false;
 };
 
 // The GPT-2 pre-tokenizer split (byte ranges of `text`), matching the pattern

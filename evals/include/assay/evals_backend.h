@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -34,10 +35,24 @@ struct LoglikResult {
   int64_t n_tokens = 0;
 };
 
+// How the next token is chosen, with the OpenAI / lm-eval meanings:
+// temperature 0 is greedy (argmax, lowest id on ties); otherwise the logits
+// are divided by temperature, restricted to the top_k most likely tokens
+// (0 = all) and to the smallest set whose probability reaches top_p, and
+// sampled. A fixed seed gives the same output for the same request.
+struct SamplingParams {
+  double temperature = 0;        // >= 0
+  double top_p = 1;              // (0, 1]
+  int top_k = 0;                 // >= 0; 0 = no limit
+  std::optional<uint64_t> seed;  // absent: a seed drawn per request
+  bool greedy() const { return temperature == 0; }
+};
+
 struct GenRequest {
   std::string prompt;
   std::vector<std::string> stop;  // the output is cut before the first stop string
-  int max_tokens = 256;           // greedy decoding, at most this many new tokens
+  int max_tokens = 256;           // at most this many new tokens
+  SamplingParams sampling;        // greedy by default
 };
 
 class Backend {

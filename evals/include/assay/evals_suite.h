@@ -1,13 +1,15 @@
-// Suite specs and result rows shared by every eval suite.
+// What every eval suite shares: the result row, and where suite specs come
+// from. Specs themselves are schemas::SuiteSpec (schemas/suite.schema.json is
+// the single source of truth for their fields).
 #pragma once
 
 #include <cstdint>
 #include <optional>
 #include <string>
-#include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "assay/specs.h"
 #include "assay/status.h"
 
 namespace assay::evals {
@@ -20,27 +22,19 @@ struct ResultRow {
   double value = 0;
   std::optional<double> stderr_;  // absent when the metric has none
   int64_t n = 0;              // items aggregated
-  std::string suite_version;  // e.g. "3.0"
+  std::string suite_version;  // e.g. "3.0+1a2b3c4d"
 };
 nlohmann::json to_json(const ResultRow& r);
 
-// Description of an eval suite run. JSON field names equal the member names.
-struct SuiteSpec {
-  std::string name;                  // free label, e.g. "gsm8k-5shot"
-  std::string version;               // suite semantics version, e.g. "3.0"
-  std::string task;                  // "gsm8k" | "ood" | "provenance" | "unlearning"
-  std::vector<std::string> data;     // data files (task-specific meaning)
-  std::string prompt_template;       // e.g. "Question: {question}\nAnswer:"; empty = task default
-  int num_fewshot = 0;
-  uint64_t fewshot_seed = 1234;
-  std::vector<std::string> filters;  // e.g. {"strict-match", "flexible-extract"}
-  std::vector<std::string> metrics;  // e.g. {"exact_match"}
-  std::optional<int64_t> limit;      // first N documents only
-};
-// Unknown fields are rejected so that typos do not pass silently.
-Result<SuiteSpec> suite_spec_from_json(const nlohmann::json& j, const std::string& source);
-nlohmann::json to_json(const SuiteSpec& s);
-// Task defaults, e.g. gsm8k: 5-shot, seed 1234, both filters, exact_match.
-Result<SuiteSpec> default_suite_spec(const std::string& task);
+// Directory of the shipped suite specs: $ASSAY_EVALS_SUITES, else the
+// build-time default (<source>/evals/suites).
+std::string shipped_suites_dir();
+// A spec by shipped name ("gsm8k", "ood", "provenance", "unlearning") or by
+// path to a JSON file, validated by schemas::parse_suite_spec. *spec_dir is
+// set to the spec's directory (relative data paths resolve against it).
+Result<schemas::SuiteSpec> find_suite_spec(const std::string& name_or_path, std::string* spec_dir);
+// A data path of a spec: absolute as is; else relative to spec_dir when that
+// file exists; else relative to default_data_dir().
+std::string resolve_data_path(const std::string& path, const std::string& spec_dir);
 
 }  // namespace assay::evals

@@ -1,11 +1,12 @@
 // Task runners of the score-level suites (OOD likelihood ratio, provenance,
 // unlearning): they gather per-text scores from backends and hand them to the
-// metric code of scores.cpp. See evals_results.h.
+// metric code of scores.cpp. See evals_tasks.h.
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <map>
 
-#include "assay/evals_results.h"
+#include "assay/evals_tasks.h"
 #include "assay/jsonl.h"
 
 namespace assay::evals {
@@ -22,6 +23,24 @@ Status need_qa(const std::vector<TextItem>& items, const std::string& what) {
 
 void set_suite(std::vector<ResultRow>* rows, const std::string& suite) {
   for (auto& r : *rows) r.suite = suite;
+}
+
+// Each example's LAST position in the transcript (a later epoch counts where
+// it was seen last), sorted by it (then by id). Tied positions, e.g. the
+// examples of one batch sharing a step, stay tied: the Spearman and the
+// permutation test then give them their average rank, as scipy's rankdata
+// does. (Dense ranks 0..n-1 would order ties by id, which is arbitrary.)
+std::vector<std::pair<std::string, double>> last_positions(
+    const std::vector<std::pair<std::string, double>>& transcript) {
+  std::map<std::string, double> last;
+  for (const auto& [id, order] : transcript) {
+    auto it = last.find(id);
+    if (it == last.end() || order > it->second) last[id] = order;
+  }
+  std::vector<std::pair<std::string, double>> out(last.begin(), last.end());
+  std::stable_sort(out.begin(), out.end(),
+                   [](const auto& a, const auto& b) { return a.second < b.second; });
+  return out;
 }
 
 }  // namespace
@@ -70,12 +89,12 @@ Result<std::vector<ResultRow>> run_ood_suite(Backend& base, Backend& finetuned,
   ASSAY_ASSIGN_OR_RETURN(auto lf, qa_logliks(finetuned, qs, as));
   std::map<std::string, std::vector<double>> scores;
   for (size_t i = 0; i < all.size(); ++i) {
+    // S = ll_base - ll_ft is already "higher = more OOD": finetuning raises
+    // ll_ft on in-distribution text, so S falls there (Zhang et al. 2024).
     QaScores s = ood_qa_scores(lb[i], lf[i]);
-    // S = ll_base - ll_ft is high when the finetuned model likes the text
-    // (in-distribution); negate so that higher means more OOD.
-    scores["s_a_given_q"].push_back(-s.s_a_given_q);
-    scores["s_qa"].push_back(-s.s_qa);
-    scores["s_a"].push_back(-s.s_a);
+    scores["s_a_given_q"].push_back(s.s_a_given_q);
+    scores["s_qa"].push_back(s.s_qa);
+    scores["s_a"].push_back(s.s_a);
   }
   std::vector<ResultRow> rows;
   for (const auto& [name, v] : scores) {
@@ -92,7 +111,9 @@ Result<ProvenanceResult> run_provenance_suite(
     Backend& test, Backend& reference, const std::vector<std::pair<std::string, double>>& transcript,
     const std::vector<TextItem>& items, const ProvenanceSuiteOptions& opts,
     const std::string& suite) {
-  const auto order = last_occurrence_order(transcript);
+  auto order = last_positions(transcript);
+  if (opts.limit > 0 && static_cast<int64_t>(order.size()) > opts.limit)
+    order.resize(static_cast<size_t>(opts.limit));
   std::map<std::string, const TextItem*> by_id;
   for (const auto& it : items) by_id[it.id] = &it;
   std::vector<std::string> texts;
@@ -114,31 +135,6 @@ Result<ProvenanceResult> run_provenance_suite(
   ASSAY_ASSIGN_OR_RETURN(auto r, provenance_test(ex, opts.permutations, opts.seed, opts.alpha));
   set_suite(&r.rows, suite);
   return r;
-}
-
-Result<std::vector<PerturbedItem>> load_perturbed(const std::string& path) {
-  std::vector<PerturbedItem> out;
-  ASSAY_RETURN_IF_ERROR(for_each_jsonl_object(
-      path, "perturbed-answers file", [&](const nlohmann::json& j, const std::string& where) -> Status {
-        PerturbedItem p;
-        if (!j.contains("question") || !j["question"].is_string() ||
-            !j.contains("paraphrased_answer") || !j["paraphrased_answer"].is_string())
-          return Status::Invalid(where + ": expected string fields question and paraphrased_answer");
-        p.question = j["question"].get<std::string>();
-        p.paraphrased = j["paraphrased_answer"].get<std::string>();
-        if (!j.contains("perturbed_answers") || !j["perturbed_answers"].is_array() ||
-            j["perturbed_answers"].empty())
-          return Status::Invalid(where + ": perturbed_answers must be a non-empty array of strings");
-        for (const auto& a : j["perturbed_answers"]) {
-          if (!a.is_string())
-            return Status::Invalid(where + ": perturbed_answers must hold strings, got " + a.dump());
-          p.perturbed.push_back(a.get<std::string>());
-        }
-        out.push_back(std::move(p));
-        return Status::Ok();
-      }));
-  if (out.empty()) return Status::Invalid(path + ": no items");
-  return out;
 }
 
 namespace {

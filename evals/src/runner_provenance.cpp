@@ -1,0 +1,134 @@
+// The provenance runner: Spearman correlation between the training order of
+// a transcript's examples and the test model's NLL gap to a reference model,
+// with a permutation test.
+#include <filesystem>
+#include <fstream>
+
+#include "assay/engine.h"
+#include "assay/evals_scores.h"
+#include "assay/evals_tasks.h"
+#include "runner_internal.h"
+
+namespace assay::evals {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+// The transcript: --transcript; else an artifact of kind 'transcript' of the
+// run that produced the checkpoint (DB); else transcript.jsonl next to the
+// checkpoint directory.
+Result<std::string> find_transcript(const EvalContext& c) {
+  if (!c.o.transcript.empty()) return c.o.transcript;
+  if (c.db) {
+    ASSAY_ASSIGN_OR_RETURN(auto art, c.db->find_artifact(c.id.checkpoint_hash));
+    if (art && art->run_id) {
+      ASSAY_ASSIGN_OR_RETURN(auto arts, c.db->artifacts(*art->run_id));
+      for (const auto& a : arts)
+        if (a.kind == "transcript") return a.path;
+    }
+  }
+  if (!c.o.model_path.empty()) {
+    fs::path p = fs::path(c.o.model_path).lexically_normal();
+    if (p.filename().empty()) p = p.parent_path();
+    const fs::path t = p.parent_path() / "transcript.jsonl";
+    std::error_code ec;
+    if (fs::exists(t, ec)) return t.string();
+  }
+  return Status::NotFound("no training transcript: pass --transcript FILE, or --db with a "
+                          "'transcript' artifact of the run that produced the checkpoint, or keep "
+                          "transcript.jsonl next to the checkpoint directory");
+}
+
+// Training data: --data; else data.train of the spec; else data.train of the
+// train_config.json beside the transcript (paths as given, else relative to
+// the transcript's directory and its parents).
+Result<std::vector<std::string>> find_train_data(const EvalContext& c, const std::string& transcript) {
+  if (!c.o.data.empty()) return c.o.data;
+  if (c.spec.data.count("train")) return std::vector<std::string>{data_path(c, "", "train")};
+  const fs::path dir = fs::path(transcript).parent_path();
+  const fs::path cfg = dir / "train_config.json";
+  std::ifstream in(cfg);
+  if (!in)
+    return Status::NotFound("no training data: pass --data FILE (the examples named in " +
+                            transcript + ")");
+  nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
+  if (j.is_discarded() || !j.contains("data") || !j["data"].contains("train"))
+    return Status::Invalid(cfg.string() + ": expected data.train; pass --data FILE");
+  std::vector<std::string> raw;
+  const nlohmann::json& t = j["data"]["train"];
+  if (t.is_string()) raw.push_back(t.get<std::string>());
+  else for (const auto& e : t) if (e.is_string()) raw.push_back(e.get<std::string>());
+  std::vector<std::string> out;
+  for (const auto& r : raw) {
+    std::error_code ec;
+    std::string found;
+    if (fs::path(r).is_absolute() || fs::exists(r, ec)) found = r;
+    for (fs::path d = dir; found.empty() && !d.empty() && d != d.parent_path(); d = d.parent_path())
+      if (fs::exists(d / r, ec)) found = (d / r).string();
+    if (found.empty())
+      return Status::NotFound(cfg.string() + ": training data " + r + " not found; pass --data FILE");
+    out.push_back(found);
+  }
+  return out;
+}
+
+}  // namespace
+
+Status prepare_provenance(EvalContext& c) {
+  if (c.o.reference.empty())
+    return Status::Invalid("--reference CKPT (a model independent of the training order) is required");
+  ASSAY_ASSIGN_OR_RETURN(c.inputs["reference"], engine::checkpoint_hash(c.o.reference));
+  ASSAY_ASSIGN_OR_RETURN(std::string transcript, find_transcript(c));
+  ASSAY_ASSIGN_OR_RETURN(auto data, find_train_data(c, transcript));
+  c.o.transcript = transcript;
+  c.o.data = data;
+  ASSAY_RETURN_IF_ERROR(add_file_input(c, "transcript", transcript));
+  for (size_t i = 0; i < data.size(); ++i)
+    ASSAY_RETURN_IF_ERROR(add_file_input(c, "data" + std::to_string(i), data[i]));
+  // Defaults: ProvenanceSuiteOptions, overridden by the spec, then the flags.
+  const ProvenanceSuiteOptions defaults;
+  const int64_t permutations = option_int(c, "permutations", c.o.permutations, defaults.permutations);
+  const double alpha = option_double(c, "alpha", c.o.alpha, defaults.alpha);
+  if (alpha <= 0 || alpha >= 1)
+    return Status::Invalid("--alpha must be in (0, 1), got " + std::to_string(alpha));
+  c.inputs["permutations"] = permutations;
+  c.inputs["alpha"] = alpha;
+  c.inputs["limit"] = c.o.limit;
+  c.task_config = {{"options", {{"permutations", permutations}, {"alpha", alpha}}},
+                   {"reference", c.o.reference},
+                   {"transcript", transcript},
+                   {"data", {{"train", data}}}};
+  return Status::Ok();
+}
+
+Result<TaskOutput> run_provenance_task(EvalContext& c) {
+  c.log("transcript " + c.o.transcript);
+  ASSAY_ASSIGN_OR_RETURN(auto transcript, read_transcript_jsonl(c.o.transcript, "example_id", "order"));
+  std::vector<TextItem> items;
+  for (const auto& d : c.o.data) {
+    ASSAY_ASSIGN_OR_RETURN(auto part, load_text_items(d));
+    items.insert(items.end(), part.begin(), part.end());
+  }
+  if (c.o.limit > 0) {
+    auto order = last_occurrence_order(transcript);
+    if (static_cast<int64_t>(order.size()) > c.o.limit) order.resize(static_cast<size_t>(c.o.limit));
+    transcript = order;
+  }
+  ASSAY_ASSIGN_OR_RETURN(auto ref, load_native(c, c.o.reference));
+  ASSAY_ASSIGN_OR_RETURN(auto test, main_backend(c));
+  c.backend_desc = test->describe() + " reference=" + ref->describe();
+  ProvenanceSuiteOptions po;
+  po.permutations = c.inputs["permutations"].get<int64_t>();
+  po.alpha = c.inputs["alpha"].get<double>();
+  po.seed = static_cast<uint64_t>(c.o.seed);
+  ASSAY_ASSIGN_OR_RETURN(auto r, run_provenance_suite(*test, *ref, transcript, items, po, c.id.suite));
+  char verdict[256];
+  std::snprintf(verdict, sizeof verdict, "rho = %.4f, p_t = %.3g, p_perm = %.3g (%lld permutations): %s at alpha %g",
+                r.rho, r.p_t, r.p_perm, (long long)r.permutations,
+                r.derived ? "DERIVED from the transcript's run" : "no evidence of derivation", r.alpha);
+  c.log(verdict);
+  return TaskOutput{std::move(r.rows), nullptr};
+}
+
+}  // namespace assay::evals

@@ -1,0 +1,113 @@
+// The scoring convention is the checkpoint's: `assay train` saves
+// add_bos_token true (every recipe trains on [bos] + tokens), and every eval
+// path then scores with BOS first. Checked end to end through the real
+// binary: a model SFT-trained on a set scores that set, through the
+// unlearning suite, within 5% of its last training loss.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+struct CmdResult {
+  int code = -1;
+  std::string out;
+};
+
+CmdResult run_cmd(const std::string& cmd) {
+  CmdResult r;
+  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+  if (!p) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
+  const int st = pclose(p);
+  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return r;
+}
+
+json read_json(const fs::path& p) {
+  std::ifstream in(p);
+  return json::parse(in, nullptr, false);
+}
+
+// The loss of the last metric line of a metrics file (one JSON per line).
+double last_loss(const fs::path& metrics) {
+  std::ifstream in(metrics);
+  std::string line;
+  double loss = -1;
+  while (std::getline(in, line)) {
+    json j = json::parse(line, nullptr, false);
+    if (j.is_object() && j.contains("metrics") && j["metrics"].contains("loss"))
+      loss = j["metrics"]["loss"].get<double>();
+  }
+  return loss;
+}
+
+TEST(BosConvention, SftModelScoresItsTrainingSetAsTrainingDid) {
+  const fs::path dir = fs::temp_directory_path() / ("bos-cli-" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const std::string assay = ASSAY_EXE;
+  auto data = run_cmd(assay + " data unlearn --authors 4 --seed 4 --out-dir " + (dir / "data").string());
+  ASSERT_EQ(data.code, 0) << data.out;
+  const fs::path set = dir / "data" / "retain.jsonl";
+  int n = 0;
+  {
+    std::ifstream in(set);
+    std::string line;
+    while (std::getline(in, line)) n += !line.empty();
+  }
+  ASSERT_GT(n, 4);
+  // Full-batch SFT (loss about 1.9 nats), with a vanishing learning rate at the end
+  // so that the last reported loss (before the last step) is the final model's.
+  json cfg = {{"out_dir", (dir / "run").string()},
+              {"seed", 1},
+              {"threads", 1},
+              {"model", {{"n_layer", 2}, {"n_head", 2}, {"n_embd", 48}, {"n_positions", 160}}},
+              {"data", {{"train", set.string()}}},
+              {"batch_size", n},
+              {"seq_len", 160},
+              {"steps", 40},
+              {"lr", 1e-2},
+              {"lr_min", 1e-5},
+              {"warmup", 5},
+              {"log_every", 1}};
+  std::ofstream(dir / "sft.json") << cfg.dump(2);
+  // The metric lines go to a file through ASSAY_METRICS_FD, as under a worker.
+  const fs::path metrics = dir / "metrics.jsonl";
+  auto train = run_cmd("ASSAY_METRICS_FD=3 " + assay + " train sft --config " +
+                       (dir / "sft.json").string() + " 3>" + metrics.string());
+  ASSERT_EQ(train.code, 0) << train.out;
+  const double loss = last_loss(metrics);
+  ASSERT_GT(loss, 0) << "no loss in " << metrics;
+  const fs::path ck = dir / "run" / "final";
+  json tok = read_json(ck / "tokenizer_config.json");
+  EXPECT_EQ(tok.value("add_bos_token", false), true) << tok.dump();
+
+  auto ev = run_cmd(assay + " eval unlearning --model-path " + ck.string() + " --forget " +
+                    set.string() + " --retain " + set.string() + " --holdout " + set.string() +
+                    " --output " + (dir / "res.json").string());
+  ASSERT_EQ(ev.code, 0) << ev.out;
+  json res = read_json(dir / "res.json");
+  ASSERT_TRUE(res.is_object()) << ev.out;
+  const json& r = res["results"]["unlearning"];
+  ASSERT_TRUE(r.contains("nll,retain")) << r.dump();
+  const double nll = r["nll,retain"].get<double>();
+  // Training's loss also counts the EOS after each answer (near 0 once
+  // learnt), so it sits slightly below the answer-only NLL.
+  EXPECT_NEAR(nll, loss, 0.05 * loss) << "suite NLL " << nll << " vs last training loss " << loss;
+  fs::remove_all(dir);
+}
+
+}  // namespace

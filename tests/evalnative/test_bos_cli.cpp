@@ -110,4 +110,60 @@ TEST(BosConvention, SftModelScoresItsTrainingSetAsTrainingDid) {
   fs::remove_all(dir);
 }
 
+// A sweep's eval hook (an eval run under the worker, reported as metrics)
+// and `assay eval --db` on the same checkpoint store the same key: suite,
+// versioned inputs, stderr and n. The direct eval is then served from the
+// row the hook wrote.
+TEST(EvalKeyEndToEnd, SweepHookEvalAndDirectEvalShareOneCacheRow) {
+  const fs::path dir = fs::temp_directory_path() / ("hook-cli-" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const std::string assay = ASSAY_EXE;
+  ASSERT_EQ(run_cmd(assay + " data unlearn --authors 3 --seed 2 --out-dir " + (dir / "data").string()).code, 0);
+  const std::string set = (dir / "data" / "retain.jsonl").string();
+  json cfg = {{"out_dir", (dir / "run").string()}, {"seed", 1}, {"threads", 1},
+              {"model", {{"n_layer", 1}, {"n_head", 2}, {"n_embd", 32}, {"n_positions", 128}}},
+              {"data", {{"train", set}}}, {"batch_size", 4}, {"seq_len", 128}, {"steps", 5},
+              {"lr", 1e-3}, {"log_every", 5}};
+  std::ofstream(dir / "sft.json") << cfg.dump();
+  json sweep = {{"name", "hooked"},
+                {"command", assay + " train sft --config " + (dir / "sft.json").string()},
+                {"evals", {{{"suite", "unlearning"},
+                            {"on", "final"},
+                            {"args", {{"forget", set}, {"retain", set}, {"holdout", set}}}}}}};
+  std::ofstream(dir / "sweep.json") << sweep.dump();
+  const std::string db = (dir / "r.db").string();
+  auto local = run_cmd(assay + " local " + (dir / "sweep.json").string() + " --db " + db +
+                       " --work-dir " + (dir / "work").string());
+  ASSERT_EQ(local.code, 0) << local.out;
+  auto rows = run_cmd(assay + " query --db " + db + " --csv \"SELECT suite_version, metric, filter, "
+                      "stderr IS NOT NULL, n FROM eval_results WHERE metric = 'nll' ORDER BY filter\"");
+  ASSERT_EQ(rows.code, 0) << rows.out;
+  // One row per set, each with a versioned key ("1.x+<digest>"), a stderr and n.
+  std::istringstream lines(rows.out);
+  std::string line, version;
+  int n_rows = 0;
+  std::getline(lines, line);  // header
+  while (std::getline(lines, line)) {
+    if (line.empty() || line == "\r") continue;
+    ++n_rows;
+    EXPECT_NE(line.find('+'), std::string::npos) << line;
+    EXPECT_NE(line.find(",1,6"), std::string::npos) << "stderr and n carried: " << line;
+    if (version.empty()) version = line.substr(0, line.find(','));
+  }
+  EXPECT_EQ(n_rows, 3) << rows.out;
+  // The checkpoint the hook evaluated (under the worker's output directory).
+  auto ck = run_cmd(assay + " query --db " + db + " --csv \"SELECT path FROM artifacts WHERE "
+                    "kind = 'checkpoint' ORDER BY step DESC LIMIT 1\"");
+  ASSERT_EQ(ck.code, 0) << ck.out;
+  std::string ck_path = ck.out.substr(ck.out.find('\n') + 1);
+  while (!ck_path.empty() && (ck_path.back() == '\n' || ck_path.back() == '\r')) ck_path.pop_back();
+  auto direct = run_cmd(assay + " eval unlearning --model-path " + ck_path +
+                        " --forget " + set + " --retain " + set + " --holdout " + set + " --db " + db);
+  ASSERT_EQ(direct.code, 0) << direct.out;
+  EXPECT_NE(direct.out.find("cached results"), std::string::npos) << direct.out;
+  EXPECT_NE(direct.out.find(version), std::string::npos) << version << "\n" << direct.out;
+  fs::remove_all(dir);
+}
+
 }  // namespace

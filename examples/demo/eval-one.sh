@@ -7,7 +7,9 @@ model="$1" suite="$2"
 ck="$DEMO/runs/$model/final"
 common=(--model-path "$ck" --db "$DEMO/assay.db")
 case "$suite" in
-  gsm8k)      exec "$ASSAY" eval gsm8k "${common[@]}" --limit 10 --max-gen-toks 48 ;;
+  # 0-shot with 16 new tokens: every prompt of the first 10 problems (at most
+  # 491 byte tokens with BOS) fits the models' 512 positions untruncated.
+  gsm8k)      exec "$ASSAY" eval gsm8k "${common[@]}" --limit 10 --num-fewshot 0 --max-gen-toks 16 ;;
   ood)        exec "$ASSAY" eval ood "${common[@]}" --base "$DEMO/runs/teacher/final" \
                 --id "$DEMO/data/gsm_train.jsonl" --ood "$DEMO/data/ood.jsonl" --limit 50 ;;
   provenance)

@@ -2,6 +2,7 @@
 // runner (evals_runner.h: spec, cache, task, records, files) and prints the
 // rows. Under a worker, ASSAY_RUN_ID, ASSAY_METRICS_FD and ASSAY_OUTPUT_DIR
 // tie the eval to its run.
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -30,12 +31,19 @@ assay::Result<std::optional<int64_t>> env_int(const char* name, int64_t min) {
   return std::optional<int64_t>(x);
 }
 
+// A number for people: 4 decimals, or 3 significant digits when tiny (p-values).
+std::string fmt(double v) {
+  char b[64];
+  std::snprintf(b, sizeof b, v == 0 || std::fabs(v) >= 1e-3 ? "%.4f" : "%.3g", v);
+  return b;
+}
+
 void print_rows(const ev::EvalOutcome& r) {
   std::printf("%s%s (%s)\n", r.cached ? "cached results\n" : "", r.suite.c_str(),
               r.suite_version.c_str());
   for (const auto& row : r.rows) {
-    std::printf("  %-28s %-18s %.6g", row.metric.c_str(), row.filter.c_str(), row.value);
-    if (row.stderr_) std::printf(" ± %.4g", *row.stderr_);
+    std::printf("  %-24s %-17s %s", row.metric.c_str(), row.filter.c_str(), fmt(row.value).c_str());
+    if (row.stderr_) std::printf(" ± %s", fmt(*row.stderr_).c_str());
     std::printf("  (n=%lld)\n", (long long)row.n);
   }
 }
@@ -53,11 +61,15 @@ int run(ev::EvalOptions o) {
   if (*fd) o.metrics_fd = static_cast<int>(**fd);
   if (const char* d = std::getenv("ASSAY_OUTPUT_DIR"); d && *d) o.output_dir = d;
   o.log = [prefix](const std::string& m) { std::cerr << prefix << m << std::endl; };
-  auto r = ev::run_eval(o);
+  ev::EvalStage stage = ev::EvalStage::kSetup;
+  auto r = ev::run_eval(o, &stage);
   if (!r.ok()) {
     std::cerr << prefix << r.status().message() << "\n";
+    // Usage errors (bad options, unknown suite, missing inputs) exit 2.
     const auto code = r.status().code();
-    return code == assay::Code::kInvalidArgument || code == assay::Code::kNotFound ? 2 : 1;
+    const bool usage = stage == ev::EvalStage::kSetup &&
+                       (code == assay::Code::kInvalidArgument || code == assay::Code::kNotFound);
+    return usage ? 2 : 1;
   }
   print_rows(*r);
   return 0;

@@ -140,12 +140,13 @@ std::vector<std::string> eval_tasks() {
   return out;
 }
 
-Result<EvalOutcome> run_eval(const EvalOptions& opts) {
-  EvalContext c;
-  c.o = opts;
-  ASSAY_ASSIGN_OR_RETURN(c.spec, find_suite_spec(opts.suite, &c.spec_dir));
+namespace {
+
+// Setup: everything before a model is loaded. Fills c and the outcome's identity.
+Status setup(EvalContext& c, const SuiteRunner** runner) {
+  ASSAY_ASSIGN_OR_RETURN(c.spec, find_suite_spec(c.o.suite, &c.spec_dir));
   c.id.suite = c.spec.name;
-  ASSAY_ASSIGN_OR_RETURN(const SuiteRunner* runner, runner_for(c.spec));
+  ASSAY_ASSIGN_OR_RETURN(*runner, runner_for(c.spec));
   ASSAY_RETURN_IF_ERROR(check_modes(c));
   if (c.o.threads > 0) engine::set_num_threads(c.o.threads);
   ASSAY_ASSIGN_OR_RETURN(c.id.checkpoint_hash, model_identity(c.o));
@@ -154,11 +155,15 @@ Result<EvalOutcome> run_eval(const EvalOptions& opts) {
   if (!c.o.db.empty()) {
     ASSAY_ASSIGN_OR_RETURN(c.db, store::Store::open(c.o.db));
   }
-  ASSAY_RETURN_IF_ERROR(runner->prepare(c));
+  ASSAY_RETURN_IF_ERROR((*runner)->prepare(c));
   c.inputs["backend"] =
       c.o.model_path.empty() ? json{{"bos_text", c.o.bos_text}} : json("native");
   c.inputs["scoring"] = kScoringConvention;
   c.id.suite_version = versioned(c.spec.version, c.inputs);
+  return Status::Ok();
+}
+
+Result<EvalOutcome> run_stage(EvalContext& c, const SuiteRunner& runner) {
   EvalOutcome out;
   out.suite = c.id.suite;
   out.suite_version = c.id.suite_version;
@@ -175,13 +180,28 @@ Result<EvalOutcome> run_eval(const EvalOptions& opts) {
       return out;
     }
   }
-  ASSAY_ASSIGN_OR_RETURN(TaskOutput t, runner->run(c));
+  ASSAY_ASSIGN_OR_RETURN(TaskOutput t, runner.run(c));
   for (auto& r : t.rows) {
     r.suite = c.id.suite;
     r.suite_version = c.id.suite_version;
   }
   ASSAY_RETURN_IF_ERROR(finish(c, t.rows, std::move(t.results), false));
   out.rows = std::move(t.rows);
+  return out;
+}
+
+}  // namespace
+
+Result<EvalOutcome> run_eval(const EvalOptions& opts, EvalStage* failed_in) {
+  EvalContext c;
+  c.o = opts;
+  const SuiteRunner* runner = nullptr;
+  if (Status st = setup(c, &runner); !st.ok()) {
+    if (failed_in) *failed_in = EvalStage::kSetup;
+    return st;
+  }
+  auto out = run_stage(c, *runner);
+  if (!out.ok() && failed_in) *failed_in = EvalStage::kRun;
   return out;
 }
 

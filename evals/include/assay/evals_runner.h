@@ -61,9 +61,13 @@ struct EvalOutcome {
   std::vector<ResultRow> rows;
 };
 
-// Fails with InvalidArgument for bad options (the CLI exits 2), NotFound for
-// an unknown suite, other codes for failures while running.
-Result<EvalOutcome> run_eval(const EvalOptions& opts);
+// Where a failed eval stopped: in setup (options, spec, identity, inputs:
+// nothing was run; InvalidArgument and NotFound there are usage errors) or
+// while running the task and recording its results.
+enum class EvalStage { kSetup, kRun };
+
+// *failed_in (when given) is set on failure.
+Result<EvalOutcome> run_eval(const EvalOptions& opts, EvalStage* failed_in = nullptr);
 
 // Tasks that have a runner, e.g. {"gsm8k", "ood", "provenance", "unlearning"}.
 std::vector<std::string> eval_tasks();

@@ -4,14 +4,15 @@
 //                      ("transformer.wte.weight", ...), Conv1D [in, out],
 //                      lm_head.weight omitted (tied to wte)
 //   config.json        GPT-2 config fields + "assay": {format_version, step,
-//                      parent, extra}
+//                      parent, extra} (read strictly: checkpoint_config.cpp)
 //   tokenizer files    vocab.json, merges.txt, tokenizer_config.json, ...
 //   optimizer.bin      optional AdamW state (see optim.cpp)
 //
 // Hash (artifact id): sha256 over the bytes of model.safetensors followed by
 // the bytes of config.json. The tokenizer files and optimizer.bin are not
 // hashed: they do not change what the model computes on token ids.
-#include <cmath>
+#include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -19,105 +20,12 @@
 
 #include "assay/engine.h"
 #include "assay/hash.h"
+#include "checkpoint_internal.h"
 
 namespace fs = std::filesystem;
 
 namespace assay::engine {
 namespace {
-
-nlohmann::json config_json(const GPTConfig& c, const Tokenizer& tok, const CheckpointMeta& meta) {
-  nlohmann::json extra = nlohmann::json::object();
-  for (const auto& [k, v] : meta.extra) extra[k] = v;
-  return {
-      {"model_type", "gpt2"},
-      {"architectures", {"GPT2LMHeadModel"}},
-      {"vocab_size", c.vocab_size},
-      {"n_positions", c.n_positions},
-      {"n_ctx", c.n_positions},
-      {"n_embd", c.n_embd},
-      {"n_layer", c.n_layer},
-      {"n_head", c.n_head},
-      {"n_inner", nullptr},
-      {"activation_function", "gelu_new"},
-      {"layer_norm_epsilon", 1e-5},
-      {"tie_word_embeddings", true},
-      {"scale_attn_weights", true},
-      {"resid_pdrop", 0.0},
-      {"embd_pdrop", 0.0},
-      {"attn_pdrop", 0.0},
-      {"initializer_range", 0.02},
-      {"torch_dtype", "float32"},
-      {"bos_token_id", tok.bos_id()},
-      {"eos_token_id", tok.eos_id()},
-      {"assay",
-       {{"format_version", 1}, {"step", meta.step}, {"parent", meta.parent}, {"extra", extra}}},
-  };
-}
-
-Status int_field(const std::string& what, const nlohmann::json& j, const char* key, int* out,
-                 const char* fallback = nullptr) {
-  const char* k = key;
-  if (!j.contains(k) && fallback && j.contains(fallback)) k = fallback;
-  if (!j.contains(k) || !j[k].is_number_integer()) {
-    return Status::Invalid(what + ": field " + key + " must be an integer");
-  }
-  *out = j[k].get<int>();
-  return Status::Ok();
-}
-
-// Reads config.json into cfg and meta, rejecting GPT-2 variants the engine
-// does not compute (other activations, epsilon, untied head, n_inner != 4C).
-Status parse_config(const std::string& path, GPTConfig* cfg, CheckpointMeta* meta) {
-  std::ifstream f(path);
-  if (!f) return Status::IoError(path + ": cannot open");
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(f);
-  } catch (const nlohmann::json::exception& e) {
-    return Status::Corruption(path + ": not valid JSON: " + e.what());
-  }
-  if (!j.is_object()) return Status::Corruption(path + ": must be a JSON object");
-  if (j.contains("model_type") && j["model_type"] != "gpt2") {
-    return Status::Invalid(path + ": model_type must be \"gpt2\", got " + j["model_type"].dump());
-  }
-  ASSAY_RETURN_IF_ERROR(int_field(path, j, "vocab_size", &cfg->vocab_size));
-  ASSAY_RETURN_IF_ERROR(int_field(path, j, "n_positions", &cfg->n_positions, "n_ctx"));
-  ASSAY_RETURN_IF_ERROR(int_field(path, j, "n_embd", &cfg->n_embd));
-  ASSAY_RETURN_IF_ERROR(int_field(path, j, "n_layer", &cfg->n_layer));
-  ASSAY_RETURN_IF_ERROR(int_field(path, j, "n_head", &cfg->n_head));
-  ASSAY_RETURN_IF_ERROR(cfg->validate().with_context(path));
-  const std::string act = j.value("activation_function", std::string("gelu_new"));
-  if (act != "gelu_new" && act != "gelu_pytorch_tanh") {
-    return Status::Invalid(path + ": activation_function must be \"gelu_new\" (tanh GELU), got \"" +
-                           act + "\"");
-  }
-  if (j.contains("layer_norm_epsilon")) {
-    const double eps = j["layer_norm_epsilon"].get<double>();
-    if (std::fabs(eps - 1e-5) > 1e-12) {
-      return Status::Invalid(path + ": layer_norm_epsilon must be 1e-05, got " +
-                             j["layer_norm_epsilon"].dump());
-    }
-  }
-  if (j.contains("tie_word_embeddings") && j["tie_word_embeddings"] == false) {
-    return Status::Invalid(path + ": tie_word_embeddings must be true (the head is tied to wte)");
-  }
-  if (j.contains("n_inner") && !j["n_inner"].is_null() && j["n_inner"] != 4 * cfg->n_embd) {
-    return Status::Invalid(path + ": n_inner must be null or 4*n_embd (" +
-                           std::to_string(4 * cfg->n_embd) + "), got " + j["n_inner"].dump());
-  }
-  *meta = CheckpointMeta{};
-  if (j.contains("assay") && j["assay"].is_object()) {
-    const auto& a = j["assay"];
-    meta->step = a.value("step", int64_t{0});
-    meta->parent = a.value("parent", std::string());
-    if (a.contains("extra") && a["extra"].is_object()) {
-      for (auto it = a["extra"].begin(); it != a["extra"].end(); ++it) {
-        meta->extra[it.key()] = it->is_string() ? it->get<std::string>() : it->dump();
-      }
-    }
-  }
-  return Status::Ok();
-}
 
 bool ends_with(const std::string& s, std::string_view suf) {
   return s.size() >= suf.size() && s.compare(s.size() - suf.size(), suf.size(), suf) == 0;
@@ -142,6 +50,67 @@ Status map_tensor_names(const std::string& what, const SafeTensors& st,
     }
   }
   return Status::Ok();
+}
+
+// True for "<prefix>NNNNN-of-NNNNN<suffix>", the shard names transformers writes.
+bool is_shard_name(const std::string& name, const std::string& prefix, const std::string& suffix) {
+  if (name.size() <= prefix.size() + suffix.size() || name.rfind(prefix, 0) != 0 ||
+      !ends_with(name, suffix)) {
+    return false;
+  }
+  const std::string mid = name.substr(prefix.size(), name.size() - prefix.size() - suffix.size());
+  const size_t of = mid.find("-of-");
+  if (of == std::string::npos) return false;
+  auto digits = [](std::string_view v) {
+    return !v.empty() && std::all_of(v.begin(), v.end(),
+                                     [](char c) { return std::isdigit((unsigned char)c) != 0; });
+  };
+  return digits(std::string_view(mid).substr(0, of)) &&
+         digits(std::string_view(mid).substr(of + 4));
+}
+
+// The engine reads one model.safetensors. When it is absent, says what the
+// directory holds instead (transformers' other layouts) and how to convert.
+Status check_weights_file(const fs::path& d) {
+  if (fs::exists(d / kModelFile)) return Status::Ok();
+  std::vector<std::string> shards, torch_files, other;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(d, ec)) {
+    const std::string n = e.path().filename().string();
+    if (n == "model.safetensors.index.json" || is_shard_name(n, "model-", ".safetensors")) {
+      shards.push_back(n);
+    } else if (n == "pytorch_model.bin" || n == "pytorch_model.bin.index.json" ||
+               is_shard_name(n, "pytorch_model-", ".bin")) {
+      torch_files.push_back(n);
+    } else if (n == "tf_model.h5" || n == "flax_model.msgpack") {
+      other.push_back(n);
+    }
+  }
+  auto list = [](std::vector<std::string> v) {
+    std::sort(v.begin(), v.end());
+    std::string r;
+    for (const auto& x : v) r += (r.empty() ? "" : ", ") + x;
+    return r;
+  };
+  const std::string convert =
+      "convert it to a single model.safetensors, e.g. with transformers: "
+      "GPT2LMHeadModel.from_pretrained(dir).save_pretrained(out, safe_serialization=True, "
+      "max_shard_size=\"1000GB\")";
+  const std::string where = d.string() + ": no " + kModelFile + "; ";
+  if (!shards.empty()) {
+    return Status::NotFound(where + "the weights are sharded safetensors (" + list(shards) +
+                            "), and the engine reads one unsharded file: " + convert);
+  }
+  if (!torch_files.empty()) {
+    return Status::NotFound(where + "the weights are a PyTorch pickle (" + list(torch_files) +
+                            "), and the engine reads safetensors only: " + convert);
+  }
+  if (!other.empty()) {
+    return Status::NotFound(where + "the weights are in a TensorFlow/Flax format (" + list(other) +
+                            "), and the engine reads safetensors only: " + convert);
+  }
+  if (ec) return Status::IoError(d.string() + ": cannot list directory: " + ec.message());
+  return Status::NotFound(where + "the directory holds no model weights");
 }
 
 }  // namespace
@@ -169,7 +138,7 @@ Result<std::string> save_checkpoint(const std::string& dir, const GPT& model,
   ASSAY_RETURN_IF_ERROR(write_safetensors((d / kModelFile).string(), refs));
   {
     std::ofstream f(d / kConfigFile, std::ios::binary | std::ios::trunc);
-    f << config_json(model.config(), tokenizer, meta).dump(2) << "\n";
+    f << checkpoint_config_json(model.config(), tokenizer, meta).dump(2) << "\n";
     if (!f) return Status::IoError((d / kConfigFile).string() + ": write failed");
   }
   ASSAY_RETURN_IF_ERROR(tokenizer.save(dir));
@@ -181,8 +150,9 @@ Result<Checkpoint> load_checkpoint(const std::string& dir, Mode mode) {
   const fs::path d(dir);
   GPTConfig cfg;
   CheckpointMeta meta;
-  ASSAY_RETURN_IF_ERROR(parse_config((d / kConfigFile).string(), &cfg, &meta));
+  ASSAY_RETURN_IF_ERROR(parse_checkpoint_config((d / kConfigFile).string(), &cfg, &meta));
   const std::string model_path = (d / kModelFile).string();
+  ASSAY_RETURN_IF_ERROR(check_weights_file(d));
   ASSAY_ASSIGN_OR_RETURN(SafeTensors st, SafeTensors::read(model_path));
   std::map<std::string, std::string> names;
   ASSAY_RETURN_IF_ERROR(map_tensor_names(model_path, st, &names));

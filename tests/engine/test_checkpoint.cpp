@@ -7,9 +7,11 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 
 #include "assay/engine.h"
+#include "hf_python.h"
 #include "temp_dir.h"
 
 using namespace assay::engine;
@@ -153,6 +155,8 @@ TEST(Checkpoint, LoadsTransformersStyleDirectory) {
   EXPECT_EQ(ck->tokenizer->kind(), "gpt2-bpe");
   EXPECT_EQ(ck->tokenizer->encode("hi!"), (std::vector<int32_t>{'h', 'i', '!'}));
   EXPECT_EQ(ck->meta.step, 0);
+  // No tokenizer_config.json, as in many GPT-2 exports: no BOS convention.
+  EXPECT_FALSE(ck->tokenizer->add_bos_token());
   const auto tokens = sample_tokens();
   const auto a = logits_of(*m, tokens), b = logits_of(ck->model, tokens);
   EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * 4), 0);
@@ -225,11 +229,185 @@ TEST(Checkpoint, RejectsInconsistentDirectories) {
       "no tokenizer");
 }
 
+namespace {
+
+// A saved checkpoint of kCfg to copy and break.
+fs::path base_checkpoint(const std::string& name) {
+  const fs::path src = temp_dir(name);
+  auto m = GPT::init_random(kCfg, 24);
+  EXPECT_TRUE(m.ok());
+  auto tok = make_byte_tokenizer();
+  EXPECT_TRUE(save_checkpoint(src.string(), *m, *tok, {}).ok());
+  return src;
+}
+
+// Copies src into a fresh directory `name`, applies `mutate` and loads it.
+assay::Result<Checkpoint> load_mutated(const fs::path& src, const std::string& name,
+                                       const std::function<void(const fs::path&)>& mutate,
+                                       fs::path* dir = nullptr) {
+  const fs::path d = temp_dir(name);
+  for (const auto& e : fs::directory_iterator(src))
+    fs::copy_file(e.path(), d / e.path().filename());
+  mutate(d);
+  if (dir) *dir = d;
+  return load_checkpoint(d.string());
+}
+
+std::function<void(const fs::path&)> set_field(const std::string& key, const nlohmann::json& v) {
+  return [key, v](const fs::path& d) {
+    auto j = read_json(d / "config.json");
+    j[key] = v;
+    write_json(d / "config.json", j);
+  };
+}
+
+// Expects the load to fail with a message containing the config file's path
+// and every needle.
+void expect_config_error(const fs::path& src, const std::string& key, const nlohmann::json& v,
+                         const std::vector<std::string>& needles) {
+  fs::path d;
+  const std::string what = key + "=" + v.dump();
+  auto ck = load_mutated(src, "ckpt_cfg_case", set_field(key, v), &d);
+  ASSERT_FALSE(ck.ok()) << what << " was accepted";
+  const std::string& msg = ck.status().message();
+  EXPECT_NE(msg.find((d / "config.json").string() + ": "), std::string::npos)
+      << what << ": " << msg;
+  for (const auto& n : needles)
+    EXPECT_NE(msg.find(n), std::string::npos) << what << ": '" << n << "' not in: " << msg;
+}
+
+}  // namespace
+
+// GPT2Config settings that transformers honours and that change the model's
+// log-probs are refused, not silently ignored.
+TEST(Checkpoint, RefusesConfigSettingsTheEngineDoesNotCompute) {
+  const fs::path src = base_checkpoint("ckpt_cfg_src");
+  using J = nlohmann::json;
+  const std::vector<std::pair<std::string, J>> cases = {
+      {"scale_attn_by_inverse_layer_idx", true},
+      {"scale_attn_weights", false},
+      {"add_cross_attention", true},
+      {"pruned_heads", J{{"0", {1}}}},
+      {"quantization_config", J{{"quant_method", "bitsandbytes"}, {"load_in_8bit", true}}},
+      {"tie_word_embeddings", false},
+      {"n_inner", 32},
+      {"layer_norm_epsilon", 1e-6},
+      {"activation_function", "gelu"},
+      {"model_type", "gpt_neo"},
+  };
+  for (const auto& [key, v] : cases) {
+    expect_config_error(src, key, v, {"field " + key + " = " + v.dump(), "is not supported"});
+  }
+  // transformers lets hidden_size override n_embd; two values are refused.
+  expect_config_error(src, "hidden_size", 32, {"n_embd (16)", "hidden_size (32)", "disagree"});
+}
+
+// A wrong JSON type is an error naming file, field, expected type and the
+// value found (it used to escape as an exception and abort the process).
+TEST(Checkpoint, WrongTypedConfigFieldsAreErrors) {
+  const fs::path src = base_checkpoint("ckpt_type_src");
+  using J = nlohmann::json;
+  expect_config_error(src, "layer_norm_epsilon", "1e-5",
+                      {"field layer_norm_epsilon must be a number, got \"1e-5\""});
+  expect_config_error(src, "n_layer", "2", {"field n_layer must be an integer, got \"2\""});
+  expect_config_error(src, "n_embd", 16.0, {"field n_embd must be an integer, got 16.0"});
+  expect_config_error(src, "n_head", int64_t{1} << 33, {"field n_head must be a 32-bit integer"});
+  expect_config_error(src, "n_inner", "64",
+                      {"field n_inner must be null or an integer, got \"64\""});
+  expect_config_error(src, "scale_attn_weights", "true",
+                      {"field scale_attn_weights must be true or false, got \"true\""});
+  expect_config_error(src, "scale_attn_weights", nullptr,
+                      {"field scale_attn_weights must be true or false, got null"});
+  expect_config_error(src, "tie_word_embeddings", 1,
+                      {"field tie_word_embeddings must be true or false, got 1"});
+  expect_config_error(src, "reorder_and_upcast_attn", "no",
+                      {"field reorder_and_upcast_attn must be true or false"});
+  expect_config_error(src, "activation_function", 5,
+                      {"field activation_function must be a string, got 5"});
+  expect_config_error(src, "model_type", J::array({"gpt2"}), {"field model_type must be a string"});
+  expect_config_error(src, "pruned_heads", J::array(), {"field pruned_heads must be an object"});
+  expect_config_error(src, "assay", J{{"step", "3"}},
+                      {"field assay.step must be an integer, got \"3\""});
+  expect_config_error(src, "assay", J{{"parent", 7}},
+                      {"field assay.parent must be a string, got 7"});
+  expect_config_error(src, "assay", J{{"extra", "x"}}, {"field assay.extra must be an object"});
+  expect_config_error(src, "assay", 3, {"field assay must be an object, got 3"});
+}
+
+// Settings that do not change an eval-mode forward load, and the
+// PretrainedConfig aliases stand in for the GPT-2 names.
+TEST(Checkpoint, AcceptsHarmlessAndAliasedConfigFields) {
+  const fs::path src = base_checkpoint("ckpt_ok_src");
+  auto ref = load_checkpoint(src.string());
+  ASSERT_TRUE(ref.ok()) << ref.status().to_string();
+  const auto tokens = sample_tokens();
+  const auto want = logits_of(ref->model, tokens);
+  auto ck = load_mutated(src, "ckpt_ok", [](const fs::path& d) {
+    auto j = read_json(d / "config.json");
+    for (const char* k : {"n_embd", "n_layer", "n_head", "n_positions", "n_ctx"}) j.erase(k);
+    j["hidden_size"] = 16;
+    j["num_hidden_layers"] = 2;
+    j["num_attention_heads"] = 2;
+    j["max_position_embeddings"] = 16;
+    j["reorder_and_upcast_attn"] = true;
+    j["activation_function"] = "gelu_pytorch_tanh";
+    j["resid_pdrop"] = j["embd_pdrop"] = j["attn_pdrop"] = 0.1;
+    j["use_cache"] = false;
+    j["attn_implementation"] = "sdpa";
+    j["torch_dtype"] = "bfloat16";
+    j["pruned_heads"] = nlohmann::json::object();
+    j["quantization_config"] = nullptr;
+    j["summary_type"] = "cls_index";
+    write_json(d / "config.json", j);
+  });
+  ASSERT_TRUE(ck.ok()) << ck.status().to_string();
+  EXPECT_EQ(ck->model.config().n_embd, 16);
+  EXPECT_EQ(ck->model.config().n_positions, 16);
+  const auto got = logits_of(ck->model, tokens);
+  ASSERT_EQ(got.size(), want.size());
+  EXPECT_EQ(std::memcmp(got.data(), want.data(), got.size() * 4), 0);
+}
+
+// transformers' other weight layouts are named, with the conversion to do.
+TEST(Checkpoint, ExplainsPytorchAndShardedWeights) {
+  const fs::path src = base_checkpoint("ckpt_fmt_src");
+  auto expect_error = [&](const char* name, const std::vector<std::string>& files,
+                          const std::vector<std::string>& needles) {
+    fs::path d;
+    auto ck = load_mutated(
+        src, name,
+        [&](const fs::path& dir) {
+          fs::remove(dir / kModelFile);
+          for (const auto& f : files) std::ofstream(dir / f) << "{}";
+        },
+        &d);
+    ASSERT_FALSE(ck.ok()) << name;
+    const std::string& msg = ck.status().message();
+    EXPECT_NE(msg.find(d.string() + ": no model.safetensors"), std::string::npos) << msg;
+    for (const auto& n : needles)
+      EXPECT_NE(msg.find(n), std::string::npos) << name << ": '" << n << "' not in: " << msg;
+  };
+  const std::string single = "convert it to a single model.safetensors";
+  expect_error("ckpt_fmt_bin", {"pytorch_model.bin"},
+               {"PyTorch pickle (pytorch_model.bin)", single, "safe_serialization=True"});
+  expect_error("ckpt_fmt_shards",
+               {"model.safetensors.index.json", "model-00001-of-00002.safetensors",
+                "model-00002-of-00002.safetensors"},
+               {"sharded safetensors (model-00001-of-00002.safetensors, "
+                "model-00002-of-00002.safetensors, model.safetensors.index.json)",
+                single, "max_shard_size"});
+  expect_error("ckpt_fmt_bin_shards",
+               {"pytorch_model.bin.index.json", "pytorch_model-00001-of-00003.bin"},
+               {"PyTorch pickle (pytorch_model-00001-of-00003.bin, pytorch_model.bin.index.json)",
+                single});
+  expect_error("ckpt_fmt_none", {}, {"holds no model weights"});
+}
+
 // Runs `script` (in tests/engine/) on a checkpoint of a small model with
 // larger-than-init weights and compares its float64 logits with the
 // engine's: tolerance 1e-4 absolute on logits of magnitude ~1.
-void compare_with_python(const std::string& script, const std::string& name) {
-  const std::string py = ASSAY_REF_PYTHON;
+void compare_with_python(const std::string& py, const std::string& script,
+                         const std::string& name) {
   const fs::path dir = temp_dir(name);
   const GPTConfig cfg{257, 16, 2, 4, 32};
   auto mb = GPT::init_random(cfg, 31);
@@ -275,14 +453,14 @@ bool python_has(const std::string& modules) {
 // An independent numpy implementation of GPT-2 (gpt2_numpy_ref.py).
 TEST(Checkpoint, ForwardMatchesNumpyReference) {
   if (!python_has("numpy")) GTEST_SKIP() << ASSAY_REF_PYTHON << " lacks numpy";
-  compare_with_python("gpt2_numpy_ref.py", "ckpt_numpy");
+  compare_with_python(ASSAY_REF_PYTHON, "gpt2_numpy_ref.py", "ckpt_numpy");
 }
 
 // transformers' GPT2LMHeadModel loading the checkpoint directory itself
 // (hf_gpt2_ref.py); also checks its GPT2Tokenizer against the byte tokenizer.
 TEST(Checkpoint, ForwardMatchesTransformers) {
-  if (!python_has("torch, transformers")) {
-    GTEST_SKIP() << ASSAY_REF_PYTHON << " lacks torch/transformers";
+  if (const std::string why = hf_python_lacks("torch, transformers"); !why.empty()) {
+    GTEST_SKIP() << why;
   }
-  compare_with_python("hf_gpt2_ref.py", "ckpt_hf_ref");
+  compare_with_python(hf_python(), "hf_gpt2_ref.py", "ckpt_hf_ref");
 }

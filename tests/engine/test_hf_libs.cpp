@@ -1,7 +1,7 @@
 // Cross-checks against Hugging Face's own `tokenizers` and `safetensors`
-// Python packages (hf_libs_ref.py). They are not Debian packages, so these
-// tests skip unless the Python in $ASSAY_HF_PYTHON (default: the reference
-// Python) can import both.
+// Python packages (hf_libs_ref.py). They are not Debian packages: these
+// tests use the venv scripts/py-peers builds (hf_python.h) and skip, saying
+// why, when no Python at hand can import both.
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
@@ -13,6 +13,7 @@
 #include <random>
 
 #include "assay/engine.h"
+#include "hf_python.h"
 #include "temp_dir.h"
 
 using namespace assay::engine;
@@ -20,15 +21,10 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string python() {
-  const char* env = std::getenv("ASSAY_HF_PYTHON");
-  return env && *env ? env : ASSAY_REF_PYTHON;
-}
+std::string python() { return hf_python(); }
 
-bool have_hf_libs() {
-  return std::system((python() + " -c 'import tokenizers, safetensors' >/dev/null 2>&1").c_str()) ==
-         0;
-}
+// "" when the peers are importable, else why the tests skip.
+std::string lacks_hf_libs() { return hf_python_lacks("tokenizers, safetensors"); }
 
 int run_ref(const std::string& args) {
   const std::string cmd =
@@ -67,7 +63,7 @@ nlohmann::json read_json(const fs::path& p) {
 }  // namespace
 
 TEST(HfLibs, PretokenizerMatchesTokenizersByteLevel) {
-  if (!have_hf_libs()) GTEST_SKIP() << python() << " lacks tokenizers/safetensors";
+  if (const std::string why = lacks_hf_libs(); !why.empty()) GTEST_SKIP() << why;
   const fs::path d = temp_dir("hf_pretok");
   const auto all = texts();
   std::ofstream(d / "in.json") << nlohmann::json(all).dump();
@@ -82,7 +78,7 @@ TEST(HfLibs, PretokenizerMatchesTokenizersByteLevel) {
 }
 
 TEST(HfLibs, BpeMatchesTokenizersOnTrainedVocab) {
-  if (!have_hf_libs()) GTEST_SKIP() << python() << " lacks tokenizers/safetensors";
+  if (const std::string why = lacks_hf_libs(); !why.empty()) GTEST_SKIP() << why;
   const fs::path d = temp_dir("hf_bpe");
   const auto all = texts();
   {
@@ -110,7 +106,7 @@ TEST(HfLibs, BpeMatchesTokenizersOnTrainedVocab) {
 }
 
 TEST(HfLibs, SafetensorsBothDirections) {
-  if (!have_hf_libs()) GTEST_SKIP() << python() << " lacks tokenizers/safetensors";
+  if (const std::string why = lacks_hf_libs(); !why.empty()) GTEST_SKIP() << why;
   const fs::path d = temp_dir("hf_st");
   // Ours -> safetensors.numpy.load_file.
   auto m = GPT::init_random(GPTConfig{50, 8, 1, 2, 8}, 3);

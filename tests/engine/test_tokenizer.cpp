@@ -8,60 +8,13 @@
 
 #include "assay/engine.h"
 #include "temp_dir.h"
+#include "tiny_bpe.h"
 
 using namespace assay::engine;
 namespace fs = std::filesystem;
 
 namespace {
 
-
-// GPT-2's printable form of a byte (the byte_to_unicode map), as UTF-8.
-std::string byte_char(int b) {
-  const bool printable = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE;
-  int cp = b;
-  if (!printable) {
-    int k = 0;
-    for (int x = 0; x < b; x++) {
-      if (!((x >= 0x21 && x <= 0x7E) || (x >= 0xA1 && x <= 0xAC) || x >= 0xAE)) k++;
-    }
-    cp = 256 + k;
-  }
-  std::string s;
-  if (cp < 0x80) {
-    s += (char)cp;
-  } else {
-    s += (char)(0xC0 | (cp >> 6));
-    s += (char)(0x80 | (cp & 0x3F));
-  }
-  return s;
-}
-
-// A tiny GPT-2 style vocabulary: bytes are ids 0..255 (id = byte value),
-// then merged tokens, then <|endoftext|> = 262.
-const std::vector<std::pair<std::string, std::string>> kMerges = {
-    {"t", "h"}, {"th", "e"}, {"Ġ", "c"}, {"a", "t"}, {"Ġc", "at"}, {"h", "at"}};
-
-nlohmann::json tiny_vocab(bool with_special) {
-  nlohmann::json v = nlohmann::json::object();
-  for (int b = 0; b < 256; b++) v[byte_char(b)] = b;
-  v["th"] = 256;
-  v["the"] = 257;
-  v["Ġc"] = 258;
-  v["at"] = 259;
-  v["Ġcat"] = 260;
-  v["hat"] = 261;
-  if (with_special) v["<|endoftext|>"] = 262;
-  return v;
-}
-
-fs::path write_vocab_merges(const std::string& name) {
-  const fs::path d = temp_dir(name);
-  std::ofstream(d / "vocab.json") << tiny_vocab(true).dump();
-  std::ofstream m(d / "merges.txt");
-  m << "#version: 0.2\n";
-  for (const auto& [a, b] : kMerges) m << a << " " << b << "\n";
-  return d;
-}
 
 void expect_tiny_bpe(const Tokenizer& t) {
   EXPECT_EQ(t.kind(), "gpt2-bpe");
@@ -190,4 +143,70 @@ TEST(BpeTokenizer, RejectsBadFiles) {
   ASSERT_FALSE(w.ok());
   EXPECT_NE(w.status().message().find("model.type must be \"BPE\""), std::string::npos);
   EXPECT_EQ(load_tokenizer(temp_dir("tok_empty").string()).status().code(), assay::Code::kNotFound);
+}
+
+// The BOS convention travels in tokenizer_config.json as transformers names
+// it; nothing else in the directory may override it for transformers.
+TEST(Tokenizer, SavesAndLoadsAddBosToken) {
+  const fs::path bpe_src = write_vocab_merges("tok_bos_src");
+  for (bool bos : {true, false}) {
+    for (const char* kind : {"byte", "gpt2-bpe"}) {
+      std::unique_ptr<Tokenizer> t;
+      if (std::string(kind) == "byte") {
+        t = make_byte_tokenizer();
+      } else {
+        auto b = load_bpe_tokenizer((bpe_src / "vocab.json").string(),
+                                    (bpe_src / "merges.txt").string());
+        ASSERT_TRUE(b.ok()) << b.status().to_string();
+        t = std::move(*b);
+      }
+      EXPECT_FALSE(t->add_bos_token());
+      t->set_add_bos_token(bos);
+      const fs::path d = temp_dir(std::string("tok_bos_") + kind + (bos ? "_on" : "_off"));
+      std::ofstream(d / "tokenizer.json") << "{}";  // stale, from another tokenizer
+      ASSERT_TRUE(t->save(d.string()).ok());
+      std::ifstream cf(d / "tokenizer_config.json");
+      const auto cfg = nlohmann::json::parse(cf);
+      EXPECT_EQ(cfg["add_bos_token"], bos) << kind;
+      EXPECT_EQ(cfg["add_eos_token"], false);
+      EXPECT_EQ(cfg["clean_up_tokenization_spaces"], false);
+      EXPECT_EQ(cfg["bos_token"], "<|endoftext|>");
+      EXPECT_EQ(cfg["tokenizer_class"], "GPT2Tokenizer");
+      EXPECT_TRUE(fs::exists(d / "vocab.json") && fs::exists(d / "merges.txt"));
+      EXPECT_FALSE(fs::exists(d / "tokenizer.json")) << kind << ": would shadow add_bos_token";
+      auto back = load_tokenizer(d.string());
+      ASSERT_TRUE(back.ok()) << back.status().to_string();
+      EXPECT_EQ((*back)->kind(), kind);
+      EXPECT_EQ((*back)->add_bos_token(), bos) << kind;
+      // The flag never changes encode(): scoring paths prepend bos_id().
+      EXPECT_EQ((*back)->encode("the cat"), t->encode("the cat"));
+    }
+  }
+}
+
+// GPT-2 directories from transformers declare no BOS convention (or false).
+TEST(Tokenizer, HfStyleDirectoriesKeepAddBosFalse) {
+  const fs::path plain = write_vocab_merges("tok_hf_plain");  // no tokenizer_config.json
+  const fs::path cfg_no_field = write_vocab_merges("tok_hf_cfg");
+  std::ofstream(cfg_no_field / "tokenizer_config.json") << R"({"model_max_length": 1024})";
+  const fs::path cfg_null = write_vocab_merges("tok_hf_null");
+  std::ofstream(cfg_null / "tokenizer_config.json") << R"({"add_bos_token": null})";
+  for (const auto& d : {plain, cfg_no_field, cfg_null}) {
+    auto t = load_tokenizer(d.string());
+    ASSERT_TRUE(t.ok()) << d << ": " << t.status().to_string();
+    EXPECT_FALSE((*t)->add_bos_token()) << d;
+  }
+  const fs::path on = write_vocab_merges("tok_hf_on");
+  std::ofstream(on / "tokenizer_config.json") << R"({"add_bos_token": true})";
+  auto t = load_tokenizer(on.string());
+  ASSERT_TRUE(t.ok()) << t.status().to_string();
+  EXPECT_TRUE((*t)->add_bos_token());
+  const fs::path bad = write_vocab_merges("tok_hf_bad");
+  std::ofstream(bad / "tokenizer_config.json") << R"({"add_bos_token": "yes"})";
+  auto b = load_tokenizer(bad.string());
+  ASSERT_FALSE(b.ok());
+  EXPECT_NE(b.status().message().find((bad / "tokenizer_config.json").string() +
+                                      ": field add_bos_token must be true or false, got \"yes\""),
+            std::string::npos)
+      << b.status().message();
 }

@@ -312,7 +312,13 @@ Result<std::string> save_checkpoint(const std::string& dir, const GPT& model,
 // Loads a checkpoint written by Assay or by transformers (GPT2LMHeadModel).
 // Tensor names may carry the "transformer." prefix or not; the buffers
 // "*.attn.bias" / "*.attn.masked_bias" and a tied "lm_head.weight" are
-// ignored; any other unknown or missing tensor is an error.
+// ignored; any other unknown or missing tensor is an error. config.json
+// settings that change the forward pass beyond what the engine computes
+// (engine/src/checkpoint_config.cpp: scale_attn_weights false, inverse
+// layer-index scaling, cross attention, ...) and wrongly typed fields are
+// errors naming file and field; a directory holding pytorch_model.bin or
+// sharded weights instead of model.safetensors is reported with how to
+// convert it.
 Result<Checkpoint> load_checkpoint(const std::string& dir, Mode mode = Mode::kTrain);
 // The artifact id: sha256 hex over the bytes of model.safetensors followed
 // by the bytes of config.json.

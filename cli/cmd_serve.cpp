@@ -1,5 +1,7 @@
 // assay serve CKPT: an OpenAI-compatible completions server over a native
-// checkpoint (the coordinator's HTTP transport, the evals' API handler).
+// checkpoint (the coordinator's HTTP transport, the evals' CompletionServer:
+// inference on a thread of its own, concurrent requests batched).
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -8,6 +10,7 @@
 #include "assay/coordinator.h"
 #include "assay/engine.h"
 #include "assay/evals_native.h"
+#include "assay/evals_serve.h"
 #include "registry.h"
 
 namespace {
@@ -17,7 +20,7 @@ namespace co = assay::coordinator;
 
 struct ServeOpts {
   std::string checkpoint, host = "127.0.0.1", model_name, port_file;
-  int port = 8000, threads = 0, batch_size = 16;
+  int port = 8000, threads = 0, batch_size = 16, gen_batch_size = 16, max_queued = 256;
   std::string device = "auto";
 };
 
@@ -29,7 +32,12 @@ int run(const ServeOpts& o) {
   if (o.threads > 0) assay::engine::set_num_threads(o.threads);
   ev::NativeOptions no;
   no.batch_size = o.batch_size;
+  no.gen_batch_size = o.gen_batch_size;
   no.device = o.device;
+  if (o.batch_size < 1 || o.gen_batch_size < 1 || o.max_queued < 1) {
+    std::cerr << "assay serve: --batch-size, --gen-batch-size and --max-queued must be >= 1\n";
+    return 2;
+  }
   auto backend = ev::load_native_backend(o.checkpoint, no);
   if (!backend.ok()) {
     std::cerr << "assay serve: " << backend.status().message() << "\n";
@@ -52,14 +60,21 @@ int run(const ServeOpts& o) {
       f << port << "\n";
     }
   };
-  auto handler = [&](const co::Request& req) {
-    ev::ApiReply r = ev::handle_openai_request(be, name, req.method, req.target, req.body);
-    co::Response resp;
-    resp.status = r.status;
-    resp.body = std::move(r.body);
-    return resp;
+  ev::CompletionServerOptions cso;
+  cso.max_queued = static_cast<size_t>(o.max_queued);
+  cso.max_batch_choices = static_cast<size_t>(std::max(o.gen_batch_size, 1)) * 4;
+  ev::CompletionServer server(be, name, cso);
+  // Runs on the HTTP thread; completions are answered later from the
+  // inference thread, everything else at once.
+  auto handler = [&](const co::Request& req, co::HttpRespond reply) {
+    server.handle(req.method, req.target, req.body, [reply = std::move(reply)](ev::ApiReply r) {
+      co::Response resp;
+      resp.status = r.status;
+      resp.body = std::move(r.body);
+      reply(std::move(resp));
+    });
   };
-  assay::Status st = co::serve_http(handler, so, 64u << 20);
+  assay::Status st = co::serve_http_async(handler, so, 64u << 20);
   if (!st.ok()) {
     std::cerr << "assay serve: " << st.message() << "\n";
     return 1;
@@ -78,13 +93,18 @@ void add_serve(CLI::App& app) {
   c->add_option("--model-name", o->model_name, "Model name clients must send (default: the checkpoint path)");
   c->add_option("--threads", o->threads, "CPU threads of the engine (0 = default)")->capture_default_str();
   c->add_option("--batch-size", o->batch_size, "Prompts per scoring forward")->capture_default_str();
+  c->add_option("--gen-batch-size", o->gen_batch_size, "Sequences decoded together")->capture_default_str();
+  c->add_option("--max-queued", o->max_queued, "Completions that may wait; more get a 503")
+      ->capture_default_str();
   c->add_option("--device", o->device, "auto (a GPU when built with CUDA and one is visible), cpu, cuda or cuda:N")
       ->capture_default_str();
   c->footer(
       "\nEndpoints: GET /v1/models; POST /v1/completions with prompt (text, token ids, or a list\n"
-      "of either), max_tokens (default 16), temperature 0 only (greedy; other values get a 400),\n"
-      "stop, echo and logprobs (token_logprobs, tokens, text_offset, top-1 top_logprobs).\n"
-      "Requests are answered one at a time. Stop with Ctrl-C or SIGTERM.\n\n"
+      "of either), max_tokens (default 16), temperature, top_p, top_k, seed, n, stop, echo and\n"
+      "logprobs (OpenAI meanings; a fixed seed reproduces the output); vLLM's POST /tokenize,\n"
+      "POST /detokenize and GET /tokenizer_info (lm-eval's tokenizer_backend=remote); GET /health.\n"
+      "Inference runs on its own thread: requests that arrive while it is busy are batched\n"
+      "together. Stop with Ctrl-C or SIGTERM.\n\n"
       "Example:\n"
       "  assay serve runs/sft/final --port 8000 --model-name sft\n"
       "  assay eval gsm8k --endpoint http://127.0.0.1:8000/v1 --model sft --limit 20");

@@ -1,5 +1,7 @@
 // HTTP/1.1 server: one listener coroutine, one coroutine per connection, all
-// on a single io_context thread, so the Coordinator needs no locking.
+// on a single io_context thread, so the Coordinator needs no locking. An
+// asynchronous handler (serve_http_async) answers from another thread by
+// posting its reply back to that thread.
 #include <utility>  // before Asio: GCC 12 + Boost 1.74 need std::exchange declared
 
 #include <boost/asio.hpp>
@@ -10,6 +12,8 @@
 #include <csignal>
 #include <cstdint>
 #include <limits>
+#include <memory>
+#include <mutex>
 
 #include "assay/coordinator.h"
 
@@ -32,8 +36,16 @@ struct Batches {
   std::string failure;
 };
 
+// Open while the io_context runs: an asynchronous reply posts to it only
+// then, so a late reply never touches a destroyed io_context.
+struct Gate {
+  std::mutex mu;
+  bool open = true;
+};
+
 struct ServerState {
-  const HttpHandler& handler;
+  const HttpHandler* handler;         // exactly one of the two is set
+  const AsyncHttpHandler* async_handler;
   const std::function<void()>& on_tick;
   ServerOptions opts;
   size_t max_body;
@@ -41,7 +53,48 @@ struct ServerState {
   net::steady_timer& committed;  // cancelled after each commit: wakes waiters
   size_t active = 0;
   Batches batches;
+  std::shared_ptr<Gate> gate = std::make_shared<Gate>();
 };
+
+// An asynchronous answer on its way to the connection that waits for it.
+// Only the server thread touches it (the reply posts there).
+struct Pending {
+  Response resp;
+  bool done = false;
+  net::steady_timer* wake = nullptr;  // the waiting connection's timer, while it waits
+};
+
+// Runs the asynchronous handler and waits (without blocking the thread) for
+// its reply.
+net::awaitable<Response> call_async(ServerState& st, const Request& req) {
+  auto ex = co_await net::this_coro::executor;
+  net::steady_timer wake(ex, net::steady_timer::time_point::max());
+  auto pending = std::make_shared<Pending>();
+  pending->wake = &wake;
+  struct Unhook {
+    Pending& p;
+    ~Unhook() { p.wake = nullptr; }
+  } unhook{*pending};
+  HttpRespond reply = [pending, gate = st.gate, ex](Response r) {
+    std::lock_guard<std::mutex> lock(gate->mu);
+    if (!gate->open) return;
+    net::post(ex, [pending, r = std::move(r)]() mutable {
+      if (pending->done) return;  // a second call: the first answer stands
+      pending->resp = std::move(r);
+      pending->done = true;
+      if (pending->wake) pending->wake->cancel();
+    });
+  };
+  (*st.async_handler)(req, std::move(reply));
+  while (!pending->done) {
+    try {
+      co_await wake.async_wait(net::use_awaitable);
+    } catch (const boost::system::system_error&) {
+      // cancelled: the reply arrived
+    }
+  }
+  co_return std::move(pending->resp);
+}
 
 // Runs after every handler that is already runnable, so one commit covers
 // the requests that arrived together.
@@ -158,8 +211,12 @@ net::awaitable<void> session(tcp::socket socket, ServerState& st) {
         req.target = std::string(hreq.target());
         req.authorization = std::string(hreq[http::field::authorization]);
         req.body = std::move(hreq.body());
-        resp = st.handler(req);
-        if (resp.retry) {
+        if (st.async_handler) {
+          resp = co_await call_async(st, req);
+        } else {
+          resp = (*st.handler)(req);
+        }
+        if (resp.retry && st.handler) {
           // Long-poll: re-ask until something turns up or the wait ends.
           auto deadline = std::chrono::steady_clock::now() + secs(resp.wait_s);
           net::steady_timer timer(co_await net::this_coro::executor);
@@ -169,7 +226,7 @@ net::awaitable<void> session(tcp::socket socket, ServerState& st) {
               timer.expires_after(std::chrono::milliseconds(20));
               co_await timer.async_wait(net::use_awaitable);
             }
-            resp = st.handler(req);
+            resp = (*st.handler)(req);
           }
         }
       }
@@ -260,12 +317,10 @@ Status serve(Coordinator& coord, const ServerOptions& opts, const std::atomic<bo
   return st.ok() ? last : st;
 }
 
-Status serve_http(const HttpHandler& handler, const ServerOptions& opts, size_t max_body_bytes,
-                  const std::atomic<bool>* stop_flag, const std::function<void()>& on_tick,
-                  const CommitHooks& hooks) {
-  net::io_context ioc{1};
-  net::steady_timer committed(ioc, net::steady_timer::time_point::max());
-  ServerState st{handler, on_tick, opts, max_body_bytes, hooks, committed};
+namespace {
+
+Status run_server(ServerState& st, net::io_context& ioc, const std::atomic<bool>* stop_flag) {
+  const ServerOptions& opts = st.opts;
   tcp::acceptor acceptor(ioc);
   try {
     auto addr = net::ip::make_address(opts.host);
@@ -287,7 +342,31 @@ Status serve_http(const HttpHandler& handler, const ServerOptions& opts, size_t 
   net::co_spawn(ioc, ticker(st, stop_flag, ioc), net::detached);
   if (opts.on_listening) opts.on_listening(port);
   ioc.run();
+  // Replies that come later are dropped (the io_context goes away next).
+  std::lock_guard<std::mutex> lock(st.gate->mu);
+  st.gate->open = false;
   return Status::Ok();
+}
+
+}  // namespace
+
+Status serve_http(const HttpHandler& handler, const ServerOptions& opts, size_t max_body_bytes,
+                  const std::atomic<bool>* stop_flag, const std::function<void()>& on_tick,
+                  const CommitHooks& hooks) {
+  net::io_context ioc{1};
+  net::steady_timer committed(ioc, net::steady_timer::time_point::max());
+  ServerState st{&handler, nullptr, on_tick, opts, max_body_bytes, hooks, committed};
+  return run_server(st, ioc, stop_flag);
+}
+
+Status serve_http_async(const AsyncHttpHandler& handler, const ServerOptions& opts,
+                        size_t max_body_bytes, const std::atomic<bool>* stop_flag,
+                        const std::function<void()>& on_tick) {
+  net::io_context ioc{1};
+  net::steady_timer committed(ioc, net::steady_timer::time_point::max());
+  const CommitHooks no_hooks;
+  ServerState st{nullptr, &handler, on_tick, opts, max_body_bytes, no_hooks, committed};
+  return run_server(st, ioc, stop_flag);
 }
 
 }  // namespace assay::coordinator

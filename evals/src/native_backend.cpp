@@ -1,5 +1,5 @@
-// NativeBackend: scoring and greedy generation on the native GPT engine.
-// See evals_native.h for the semantics.
+// NativeBackend: loading and scoring on the native GPT engine (generation is
+// in native_generate.cpp). See evals_native.h for the semantics.
 #include <algorithm>
 #include <cctype>
 #include <cmath>
@@ -9,23 +9,11 @@
 #include "assay/engine_cuda.h"
 #include "assay/engine_cuda_rows.h"
 #include "assay/evals_native.h"
-#include "gpu_decoder.h"
+#include "native_rows.h"
 
 namespace assay::evals {
 
 namespace {
-
-// log-softmax of row [V] at `token`, and the row's argmax (lowest id on ties).
-TokenLogprob score_row(const float* row, int V, int32_t token) {
-  int32_t top = 0;
-  for (int i = 1; i < V; ++i)
-    if (row[i] > row[top]) top = i;
-  const double m = row[top];
-  double sum = 0;
-  for (int i = 0; i < V; ++i) sum += std::exp(static_cast<double>(row[i]) - m);
-  const double lse = m + std::log(sum);
-  return {token, static_cast<double>(row[token]) - lse, top, m - lse};
-}
 
 // A scoring window: input tokens seq[start, start+len) predict targets
 // seq[a, b) (the target at j is predicted at input index j-1-start).
@@ -59,11 +47,19 @@ Status NativeBackend::use_cuda(int device_index) {
   return Status::Ok();
 }
 
+std::vector<int32_t> NativeBackend::encode_prompt(const std::string& text) const {
+  std::vector<int32_t> ids;
+  if (tok_->add_bos_token()) ids.push_back(tok_->bos_id());
+  std::vector<int32_t> t = tok_->encode(text, true);
+  ids.insert(ids.end(), t.begin(), t.end());
+  return ids;
+}
+
 std::pair<std::vector<int32_t>, std::vector<int32_t>> NativeBackend::encode_pair(
     const std::string& context, const std::string& continuation) const {
   if (context.empty()) {
     std::vector<int32_t> ctx;
-    if (opts_.whole_text_bos) ctx.push_back(tok_->bos_id());
+    if (opts_.whole_text_bos || tok_->add_bos_token()) ctx.push_back(tok_->bos_id());
     return {ctx, tok_->encode(continuation, true)};
   }
   // lm-eval moves the context's trailing whitespace to the continuation, then
@@ -75,7 +71,10 @@ std::pair<std::vector<int32_t>, std::vector<int32_t>> NativeBackend::encode_pair
   std::vector<int32_t> whole = tok_->encode(ctx + cont, true);
   std::vector<int32_t> ctx_ids = tok_->encode(ctx, true);
   const size_t n = std::min(ctx_ids.size(), whole.size());
-  std::vector<int32_t> head(whole.begin(), whole.begin() + static_cast<std::ptrdiff_t>(n));
+  std::vector<int32_t> head;
+  // The checkpoint's convention (add_bos_token): the model saw [bos] first.
+  if (tok_->add_bos_token()) head.push_back(tok_->bos_id());
+  head.insert(head.end(), whole.begin(), whole.begin() + static_cast<std::ptrdiff_t>(n));
   std::vector<int32_t> tail(whole.begin() + static_cast<std::ptrdiff_t>(n), whole.end());
   return {head, tail};
 }
@@ -102,10 +101,10 @@ Result<std::vector<std::vector<TokenLogprob>>> NativeBackend::score_tokens(
                                std::to_string(t) + " is outside the vocabulary 0.." +
                                std::to_string(V - 1));
     if (first[i] < n) out[i].resize(static_cast<size_t>(n - first[i]));
-    for (int64_t a = first[i]; a < n; a += P) {
-      const int64_t b = std::min(n, a + P);
-      windows.push_back({i, std::max<int64_t>(0, b - 1 - P), a, b});
-    }
+    // Windows from the end backwards, so that a target's window (and so its
+    // score) does not depend on first[i].
+    for (int64_t b = n; b > first[i]; b -= P)
+      windows.push_back({i, std::max<int64_t>(0, b - 1 - P), std::max(first[i], b - P), b});
   }
   // Longest first, so that each batch pads little (lm-eval sorts the same way).
   std::vector<size_t> order(windows.size());
@@ -186,122 +185,6 @@ Result<std::vector<TokenScores>> NativeBackend::score(const std::vector<ScoreReq
       out[i].logprobs.push_back(t.logprob);
       out[i].is_top.push_back(t.top_token == t.token);
     }
-  }
-  return out;
-}
-
-Result<std::vector<Generation>> NativeBackend::generate_tokens(
-    const std::vector<std::vector<int32_t>>& prompts, int max_tokens,
-    const std::vector<std::string>& stop) {
-  const engine::GPTConfig& cfg = model_.config();
-  const int P = cfg.n_positions, V = cfg.vocab_size;
-  if (max_tokens < 0)
-    return Status::Invalid("generate: max_tokens must be >= 0, got " + std::to_string(max_tokens));
-  // Prompt and completion share the n_positions window; keep at least one prompt token.
-  const int new_max = std::min(max_tokens, P - 1);
-  const int max_ctx = P - new_max;
-  std::vector<Generation> out(prompts.size());
-  // One of the two decoders, behind the same three calls.
-  std::unique_ptr<KvDecoder> cpu_dec;
-  std::unique_ptr<GpuDecoder> gpu_dec;
-  if (gpu_) gpu_dec = std::make_unique<GpuDecoder>(*gpu_);
-  else cpu_dec = std::make_unique<KvDecoder>(model_);
-  struct {
-    KvDecoder* c;
-    GpuDecoder* g;
-    Status reset(int n, int cap) { return g ? g->reset(n, cap) : c->reset(n, cap); }
-    Status prefill(int s, const int32_t* t, int n, float* o) {
-      return g ? g->prefill(s, t, n, o) : c->prefill(s, t, n, o);
-    }
-    Status step(const std::vector<int>& s, const std::vector<int32_t>& t, float* o) {
-      return g ? g->step(s, t, o) : c->step(s, t, o);
-    }
-  } dec{cpu_dec.get(), gpu_dec.get()};
-  std::vector<float> logits;
-  const int gb = std::max(1, opts_.gen_batch_size);
-  for (size_t b0 = 0; b0 < prompts.size(); b0 += static_cast<size_t>(gb)) {
-    const size_t b1 = std::min(prompts.size(), b0 + static_cast<size_t>(gb));
-    const int nb = static_cast<int>(b1 - b0);
-    std::vector<std::vector<int32_t>> ctx(nb);
-    int capacity = 1;
-    for (int s = 0; s < nb; ++s) {
-      const auto& p = prompts[b0 + s];
-      if (p.empty()) {
-        ctx[s] = {tok_->bos_id()};
-      } else {
-        const size_t keep = std::min(p.size(), static_cast<size_t>(max_ctx));
-        ctx[s].assign(p.end() - static_cast<std::ptrdiff_t>(keep), p.end());
-      }
-      capacity = std::max(capacity, static_cast<int>(ctx[s].size()) + new_max);
-    }
-    ASSAY_RETURN_IF_ERROR(dec.reset(nb, std::min(capacity, P)));
-    logits.resize(static_cast<size_t>(nb) * V);
-    std::vector<int> active;
-    std::vector<int32_t> next;
-    // Appends the argmax of the logits row to slot s; true while s continues.
-    auto advance = [&](int s, const float* row) {
-      Generation& g = out[b0 + s];
-      const int32_t top = score_row(row, V, 0).top_token;
-      g.scores.push_back(score_row(row, V, top));
-      g.tokens.push_back(top);
-      if (top == tok_->eos_id()) {
-        g.finish_reason = "stop";
-        return false;
-      }
-      g.text = tok_->decode(g.tokens);
-      const std::string cut = truncate_at_stop(g.text, stop);
-      if (cut.size() != g.text.size()) {
-        g.text = cut;
-        g.finish_reason = "stop";
-        return false;
-      }
-      if (static_cast<int>(g.tokens.size()) >= new_max) {
-        g.finish_reason = "length";
-        return false;
-      }
-      return true;
-    };
-    for (int s = 0; s < nb; ++s) {
-      if (new_max == 0) {
-        out[b0 + s].finish_reason = "length";
-        continue;
-      }
-      ASSAY_RETURN_IF_ERROR(dec.prefill(s, ctx[s].data(), static_cast<int>(ctx[s].size()),
-                                        logits.data()));
-      if (advance(s, logits.data())) active.push_back(s);
-    }
-    while (!active.empty()) {
-      next.clear();
-      for (int s : active) next.push_back(out[b0 + s].tokens.back());
-      ASSAY_RETURN_IF_ERROR(dec.step(active, next, logits.data()));
-      std::vector<int> still;
-      for (size_t i = 0; i < active.size(); ++i)
-        if (advance(active[i], logits.data() + i * static_cast<size_t>(V)))
-          still.push_back(active[i]);
-      active.swap(still);
-    }
-    if (opts_.progress)
-      opts_.progress("generate", static_cast<int64_t>(b1), static_cast<int64_t>(prompts.size()));
-  }
-  return out;
-}
-
-Result<std::vector<std::string>> NativeBackend::generate(const std::vector<GenRequest>& reqs) {
-  // Requests with the same max_tokens and stop strings run as one batch group.
-  std::vector<std::string> out(reqs.size());
-  std::vector<bool> done(reqs.size(), false);
-  for (size_t i = 0; i < reqs.size(); ++i) {
-    if (done[i]) continue;
-    std::vector<size_t> group;
-    for (size_t j = i; j < reqs.size(); ++j)
-      if (!done[j] && reqs[j].max_tokens == reqs[i].max_tokens && reqs[j].stop == reqs[i].stop) {
-        group.push_back(j);
-        done[j] = true;
-      }
-    std::vector<std::vector<int32_t>> prompts;
-    for (size_t j : group) prompts.push_back(tok_->encode(reqs[j].prompt, true));
-    ASSAY_ASSIGN_OR_RETURN(auto gens, generate_tokens(prompts, reqs[i].max_tokens, reqs[i].stop));
-    for (size_t k = 0; k < group.size(); ++k) out[group[k]] = std::move(gens[k].text);
   }
   return out;
 }

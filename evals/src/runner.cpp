@@ -223,6 +223,8 @@ Result<std::unique_ptr<NativeBackend>> load_native(const EvalContext& c, const s
     log(std::string(what) + " " + std::to_string(done) + "/" + std::to_string(total) + " (" +
         std::to_string(total ? 100 * done / total : 100) + "%)");
   };
+  // Truncated prompts and similar notes reach the person, once per model.
+  if (log) n.warn = [log](const std::string& m) { log("warning: " + m); };
   return load_native_backend(dir, n);
 }
 

@@ -125,6 +125,17 @@ Status serve_http(const HttpHandler& handler, const ServerOptions& opts, size_t 
                   const std::atomic<bool>* stop_flag = nullptr,
                   const std::function<void()>& on_tick = {}, const CommitHooks& commit = {});
 
+// The same transport for a handler that answers later, from any thread:
+// it gets the request and a reply function to call exactly once (the
+// connection waits for it; other connections are served meanwhile). The
+// handler itself runs on the server thread and must not block. Calling the
+// reply after serve_http_async has returned is harmless (dropped).
+using HttpRespond = std::function<void(Response)>;
+using AsyncHttpHandler = std::function<void(const Request&, HttpRespond)>;
+Status serve_http_async(const AsyncHttpHandler& handler, const ServerOptions& opts,
+                        size_t max_body_bytes, const std::atomic<bool>* stop_flag = nullptr,
+                        const std::function<void()>& on_tick = {});
+
 // ---- Tokens ---------------------------------------------------------------
 
 // Writes <dir>/user.token and <dir>/worker.token (64 hex chars from

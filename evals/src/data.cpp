@@ -58,22 +58,6 @@ Result<std::vector<TextItem>> load_text_items(const std::string& path) {
   return out;
 }
 
-std::vector<std::pair<std::string, double>> last_occurrence_order(
-    const std::vector<std::pair<std::string, double>>& transcript) {
-  std::map<std::string, double> last;
-  for (const auto& [id, order] : transcript) {
-    auto it = last.find(id);
-    if (it == last.end() || order > it->second) last[id] = order;
-  }
-  std::vector<std::pair<double, std::string>> by_order;
-  for (const auto& [id, order] : last) by_order.emplace_back(order, id);
-  std::sort(by_order.begin(), by_order.end());
-  std::vector<std::pair<std::string, double>> out;
-  for (size_t i = 0; i < by_order.size(); ++i)
-    out.emplace_back(by_order[i].second, static_cast<double>(i));
-  return out;
-}
-
 Result<std::vector<PerturbedItem>> load_perturbed(const std::string& path) {
   std::vector<PerturbedItem> out;
   ASSAY_RETURN_IF_ERROR(for_each_jsonl_object(

@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "assay/evals_gsm8k.h"
+#include "assay/hash.h"
 #include "assay/jsonl.h"
 #include "assay/evals_pyrandom.h"
 
@@ -156,9 +157,25 @@ bool gsm8k_exact_match(const std::string& prediction, const std::string& referen
   return gsm8k_normalize(prediction) == gsm8k_normalize(reference);
 }
 
-namespace {
+void apply_gen_kwargs(const GenKwargs& g, Gsm8kConfig* cfg) {
+  cfg->sampling = g.sampling;
+  if (g.max_gen_toks) cfg->max_gen_toks = *g.max_gen_toks;
+  if (g.until) cfg->stop = *g.until;
+}
 
-nlohmann::json gsm8k_config_json(const Gsm8kConfig& cfg) {
+nlohmann::json gsm8k_generation_kwargs(const Gsm8kConfig& cfg) {
+  const SamplingParams& p = cfg.sampling;
+  nlohmann::json g{{"until", cfg.stop},
+                   {"do_sample", !p.greedy()},
+                   {"temperature", p.temperature},
+                   {"max_gen_toks", cfg.max_gen_toks}};
+  if (p.top_p != 1) g["top_p"] = p.top_p;
+  if (p.top_k > 0) g["top_k"] = p.top_k;
+  if (p.seed) g["seed"] = *p.seed;
+  return g;
+}
+
+nlohmann::json gsm8k_task_config(const Gsm8kConfig& cfg) {
   nlohmann::json filters = nlohmann::json::array();
   for (const auto& f : cfg.filters) {
     nlohmann::json steps = nlohmann::json::array();
@@ -192,22 +209,26 @@ nlohmann::json gsm8k_config_json(const Gsm8kConfig& cfg) {
              {"ignore_punctuation", false},
              {"regexes_to_ignore", {",", "\\$", "(?s).*#### ", "\\.$"}}}}},
           {"output_type", "generate_until"},
-          {"generation_kwargs",
-           {{"until", cfg.stop},
-            {"do_sample", false},
-            {"temperature", 0.0},
-            {"max_gen_toks", cfg.max_gen_toks}}},
+          {"generation_kwargs", gsm8k_generation_kwargs(cfg)},
           {"repeats", 1},
           {"filter_list", filters},
-          {"metadata", {{"version", 3.0}}}};
+          {"metadata", {{"version", 3.0}}},
+          // The Assay spec's own names for what the run set.
+          {"filters", cfg.filters},
+          {"max_gen_tokens", cfg.max_gen_toks},
+          {"stop", cfg.stop},
+          {"limit", cfg.limit ? nlohmann::json(*cfg.limit) : nlohmann::json(nullptr)}};
 }
+
+namespace {
 
 nlohmann::json number_or_null(double v) {
   return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json("N/A");
 }
 
 void build_results(Gsm8kReport* r, const Gsm8kConfig& cfg, int64_t n_original) {
-  nlohmann::json task{{"alias", "gsm8k"}};
+  nlohmann::json task{{"name", "gsm8k"}, {"alias", "gsm8k"},
+                      {"sample_len", static_cast<int64_t>(r->samples.size())}};
   for (const auto& f : cfg.filters) {
     const MeanStderr& m = r->exact_match[f];
     task["exact_match," + f] = number_or_null(m.mean);
@@ -219,12 +240,13 @@ void build_results(Gsm8kReport* r, const Gsm8kConfig& cfg, int64_t n_original) {
   const int64_t n = static_cast<int64_t>(r->samples.size());
   r->results = {{"results", {{"gsm8k", task}}},
                 {"group_subtasks", {{"gsm8k", nlohmann::json::array()}}},
-                {"configs", {{"gsm8k", gsm8k_config_json(cfg)}}},
+                {"configs", {{"gsm8k", gsm8k_task_config(cfg)}}},
                 {"versions", {{"gsm8k", 3.0}}},
                 {"n-shot", {{"gsm8k", cfg.num_fewshot}}},
                 {"higher_is_better", {{"gsm8k", {{"exact_match", true}}}}},
                 {"n-samples", {{"gsm8k", {{"original", n_original}, {"effective", n}}}}}};
   if (cfg.limit) r->results["config"] = {{"limit", *cfg.limit}};
+  r->results["task_hashes"] = {{"gsm8k", gsm8k_task_hash(*r)}};
 }
 
 }  // namespace
@@ -238,6 +260,7 @@ Result<Gsm8kReport> score_gsm8k(const std::vector<std::string>& responses,
   if (responses.empty()) return Status::Invalid("gsm8k: nothing to score (0 responses)");
   if (cfg.filters.empty()) return Status::Invalid("gsm8k: at least one filter is required");
   Gsm8kReport r;
+  r.config = cfg;
   std::map<std::string, std::vector<double>> scores;
   for (size_t i = 0; i < responses.size(); ++i) {
     Gsm8kSample s;
@@ -276,7 +299,7 @@ Result<Gsm8kReport> run_gsm8k(Backend& backend, const std::vector<Gsm8kDoc>& tes
       if (d.question == test[i].question && d.answer == test[i].answer) continue;
       docs.push_back(&d);
     }
-    reqs.push_back({gsm8k_prompt(test[i], docs), cfg.stop, cfg.max_gen_toks});
+    reqs.push_back({gsm8k_prompt(test[i], docs), cfg.stop, cfg.max_gen_toks, cfg.sampling});
     refs.push_back(test[i].answer);
   }
   ASSAY_ASSIGN_OR_RETURN(auto responses, backend.generate(reqs));
@@ -284,27 +307,81 @@ Result<Gsm8kReport> run_gsm8k(Backend& backend, const std::vector<Gsm8kDoc>& tes
     return Status::Internal("gsm8k: backend returned " + std::to_string(responses.size()) +
                             " completions for " + std::to_string(reqs.size()) + " prompts");
   ASSAY_ASSIGN_OR_RETURN(Gsm8kReport r, score_gsm8k(responses, refs, cfg));
-  for (int64_t i = 0; i < n; ++i) r.samples[i].prompt = reqs[i].prompt;
+  for (int64_t i = 0; i < n; ++i) {
+    r.samples[i].prompt = reqs[i].prompt;
+    r.samples[i].question = test[i].question;
+  }
   r.results["n-samples"]["gsm8k"]["original"] = static_cast<int64_t>(test.size());
+  r.results["task_hashes"]["gsm8k"] = gsm8k_task_hash(r);
   r.results["model"] = backend.describe();
   return r;
 }
 
+namespace {
+
+std::string dump(const nlohmann::ordered_json& j, int indent = -1) {
+  return j.dump(indent, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+// The dataset row as lm-eval holds it, question first.
+nlohmann::ordered_json doc_json(const Gsm8kSample& s) {
+  nlohmann::ordered_json doc = nlohmann::ordered_json::object();
+  if (!s.question.empty()) doc["question"] = s.question;
+  doc["answer"] = s.target;
+  return doc;
+}
+
+struct SampleHashes {
+  std::string doc, prompt, target;
+};
+
+// lm-eval's hash_string (sha256 hex of the UTF-8 text) of json.dumps(doc,
+// indent=2, ensure_ascii=False) (the same text as this dump with indent 2),
+// of the prompt and of str(target).
+SampleHashes hashes(const Gsm8kSample& s) {
+  return {sha256_hex(dump(doc_json(s), 2)), sha256_hex(s.prompt), sha256_hex(s.target)};
+}
+
+}  // namespace
+
 std::string gsm8k_samples_jsonl(const Gsm8kReport& report) {
+  const nlohmann::ordered_json gen = gsm8k_generation_kwargs(report.config);
+  std::vector<SampleHashes> h;
+  for (const auto& s : report.samples) h.push_back(hashes(s));
   std::string out;
-  for (const auto& s : report.samples) {
-    nlohmann::json j{{"doc_id", s.doc_id},
-                     {"target", s.target},
-                     {"resps", {{s.response}}}};
-    if (!s.prompt.empty()) j["arguments"] = {{"gen_args_0", {{"arg_0", s.prompt}}}};
-    nlohmann::json filtered = nlohmann::json::object(), em = nlohmann::json::object();
-    for (const auto& [f, p] : s.filtered) filtered[f] = p;
-    for (const auto& [f, v] : s.exact_match) em[f] = v;
-    j["filtered_resps"] = filtered;
-    j["exact_match"] = em;
-    out += j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+  for (const auto& f : report.config.filters) {
+    for (size_t i = 0; i < report.samples.size(); ++i) {
+      const Gsm8kSample& s = report.samples[i];
+      auto filtered = s.filtered.find(f);
+      auto em = s.exact_match.find(f);
+      if (filtered == s.filtered.end() || em == s.exact_match.end()) continue;
+      nlohmann::ordered_json j;
+      j["doc_id"] = s.doc_id;
+      j["doc"] = doc_json(s);
+      j["target"] = s.target;
+      j["arguments"] = {{"gen_args_0", {{"arg_0", s.prompt}, {"arg_1", gen}}}};
+      j["resps"] = nlohmann::ordered_json::array({nlohmann::ordered_json::array({s.response})});
+      j["filtered_resps"] = nlohmann::ordered_json::array({filtered->second});
+      j["filter"] = f;
+      j["metrics"] = nlohmann::ordered_json::array({"exact_match"});
+      j["doc_hash"] = h[i].doc;
+      j["prompt_hash"] = h[i].prompt;
+      j["target_hash"] = h[i].target;
+      j["exact_match"] = em->second;
+      out += dump(j) + "\n";
+    }
   }
   return out;
+}
+
+std::string gsm8k_task_hash(const Gsm8kReport& report) {
+  std::vector<SampleHashes> h;
+  for (const auto& s : report.samples) h.push_back(hashes(s));
+  std::string all;
+  for (const auto& f : report.config.filters)
+    for (size_t i = 0; i < report.samples.size(); ++i)
+      if (report.samples[i].filtered.count(f)) all += h[i].doc + h[i].prompt + h[i].target;
+  return sha256_hex(all);
 }
 
 }  // namespace assay::evals

@@ -93,6 +93,15 @@ Status run_parallel(size_t n, int threads, const std::function<Status(size_t)>& 
   return first;
 }
 
+// OpenAI fields of the sampling parameters; top_k (a vLLM / llama.cpp
+// extension) only when it limits anything.
+void add_sampling(const SamplingParams& p, nlohmann::json* body) {
+  (*body)["temperature"] = p.temperature;
+  (*body)["top_p"] = p.top_p;
+  if (p.top_k > 0) (*body)["top_k"] = p.top_k;
+  if (p.seed) (*body)["seed"] = *p.seed;
+}
+
 const nlohmann::json* first_choice(const nlohmann::json& r) {
   if (!r.is_object() || !r.contains("choices") || !r["choices"].is_array() ||
       r["choices"].empty())
@@ -168,12 +177,64 @@ Result<TokenScores> parse_echo_logprobs(const nlohmann::json& response, int64_t 
   return out;
 }
 
+namespace {
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+std::string strip_suffix(std::string s, const std::string& suffix) {
+  if (ends_with(s, suffix)) s.resize(s.size() - suffix.size());
+  return s;
+}
+
+std::string strip_slashes(std::string s) {
+  while (!s.empty() && s.back() == '/') s.pop_back();
+  return s;
+}
+
+}  // namespace
+
+std::string server_root(const std::string& base_url) {
+  std::string root = strip_suffix(strip_slashes(base_url), "/completions");
+  return strip_suffix(strip_slashes(root), "/v1");
+}
+
 HttpBackend::HttpBackend(HttpBackendOptions opts) : opts_(std::move(opts)) {
-  url_ = opts_.base_url;
-  while (!url_.empty() && url_.back() == '/') url_.pop_back();
-  const std::string suffix = "/completions";
-  if (url_.size() < suffix.size() || url_.compare(url_.size() - suffix.size(), suffix.size(), suffix) != 0)
-    url_ += suffix;
+  url_ = strip_slashes(opts_.base_url);
+  if (!ends_with(url_, "/completions")) url_ += "/completions";
+  bos_ = opts_.bos_text;
+}
+
+// One POST <root>/tokenize of the empty prompt with special tokens: a server
+// whose tokenizer adds BOS by itself (a checkpoint declaring add_bos_token,
+// Llama under vLLM) returns it; GPT-2 returns nothing. Any failure (no such
+// route, no server) falls back to "<|endoftext|>", GPT-2's convention.
+void HttpBackend::resolve_auto_bos() {
+  const std::string url = server_root(opts_.base_url) + "/tokenize";
+  const nlohmann::json body{{"model", opts_.model}, {"prompt", ""}, {"add_special_tokens", true}};
+  HttpReply reply;
+  Status st = post_once(url, opts_.api_key, body.dump(), std::min(opts_.timeout_s, 30.0), &reply);
+  bos_ = kDefaultBosText;
+  if (!st.ok()) {
+    bos_note_ = "tokenize probe failed: " + st.message();
+    return;
+  }
+  if (reply.status != 200) {
+    bos_note_ = "tokenize probe: POST " + url + ": HTTP " + std::to_string(reply.status);
+    return;
+  }
+  auto j = nlohmann::json::parse(reply.body, nullptr, false);
+  if (j.is_discarded() || !j.is_object() || !j.contains("tokens") || !j["tokens"].is_array()) {
+    bos_note_ = "tokenize probe: POST " + url + ": reply has no \"tokens\" list";
+    return;
+  }
+  if (!j["tokens"].empty()) {
+    bos_.clear();
+    bos_note_ = "the server adds BOS itself";
+  } else {
+    bos_note_ = "the server adds no BOS";
+  }
 }
 
 Result<std::unique_ptr<HttpBackend>> make_http_backend(HttpBackendOptions opts) {
@@ -187,10 +248,20 @@ Result<std::unique_ptr<HttpBackend>> make_http_backend(HttpBackendOptions opts) 
   if (opts.max_retries < 0)
     return Status::Invalid("endpoint: max_retries must be >= 0, got " +
                            std::to_string(opts.max_retries));
-  return std::make_unique<HttpBackend>(std::move(opts));
+  const bool probe = opts.bos_text == kAutoBosText;
+  auto b = std::make_unique<HttpBackend>(std::move(opts));
+  if (probe) b->resolve_auto_bos();
+  return b;
 }
 
-std::string HttpBackend::describe() const { return "openai-completions:" + url_ + " model=" + opts_.model; }
+std::string HttpBackend::describe() const {
+  std::string d = "openai-completions:" + url_ + " model=" + opts_.model;
+  if (opts_.bos_text == kAutoBosText)
+    d += " bos_text=auto:" + (bos_.empty() ? std::string("none") : bos_) + " (" + bos_note_ + ")";
+  else if (!bos_.empty())
+    d += " bos_text=" + bos_;
+  return d;
+}
 
 Result<nlohmann::json> HttpBackend::post(const nlohmann::json& body) const {
   const std::string payload = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
@@ -227,7 +298,7 @@ Result<std::vector<TokenScores>> HttpBackend::score(const std::vector<ScoreReque
   std::vector<TokenScores> out(reqs.size());
   Status st = run_parallel(reqs.size(), opts_.concurrency, [&](size_t i) -> Status {
     std::string context = reqs[i].context;
-    if (context.empty()) context = opts_.bos_text;
+    if (context.empty()) context = bos_;
     const std::string prompt = context + reqs[i].continuation;
     nlohmann::json body{{"model", opts_.model}, {"prompt", prompt}, {"max_tokens", 1},
                         {"logprobs", 1},        {"echo", true},     {"temperature", 0}};
@@ -247,8 +318,8 @@ Result<std::vector<std::string>> HttpBackend::generate(const std::vector<GenRequ
   Status st = run_parallel(reqs.size(), opts_.concurrency, [&](size_t i) -> Status {
     nlohmann::json body{{"model", opts_.model},
                         {"prompt", reqs[i].prompt},
-                        {"max_tokens", reqs[i].max_tokens},
-                        {"temperature", 0}};
+                        {"max_tokens", reqs[i].max_tokens}};
+    add_sampling(reqs[i].sampling, &body);
     // OpenAI accepts at most 4 stop strings; the rest are applied locally.
     std::vector<std::string> stop;
     for (const auto& s : reqs[i].stop)

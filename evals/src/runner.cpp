@@ -64,6 +64,20 @@ Status check_modes(const EvalContext& c) {
   return Status::Ok();
 }
 
+// The backend's part of the cache key. Over HTTP, "auto" BOS is resolved
+// first (one probe of the server), so servers that add BOS themselves and
+// servers that do not get different rows.
+Result<json> backend_input(const EvalContext& c) {
+  if (!c.o.model_path.empty()) return json("native");
+  if (c.o.endpoint.empty()) return json("predictions");
+  std::string bos = c.o.bos_text;
+  if (bos == kAutoBosText) {
+    ASSAY_ASSIGN_OR_RETURN(auto probe, main_backend(c));
+    bos = static_cast<HttpBackend&>(*probe).resolved_bos_text();
+  }
+  return json{{"bos_text", bos}};
+}
+
 // What the model is, for the results document's config block.
 json run_config(const EvalContext& c) {
   const EvalOptions& o = c.o;
@@ -86,12 +100,17 @@ json run_config(const EvalContext& c) {
     cfg["device"] = nullptr;
   }
   cfg["limit"] = o.limit > 0 ? json(o.limit) : json(nullptr);
-  cfg["gen_kwargs"] = o.gen_kwargs.empty() ? json(nullptr) : json(o.gen_kwargs);
+  cfg["gen_kwargs"] = c.gen_kwargs ? gen_kwargs_json(*c.gen_kwargs) : json(nullptr);
   cfg["random_seed"] = o.seed;
   return cfg;
 }
 
-Status finish(EvalContext& c, const std::vector<ResultRow>& rows, json doc, bool cached) {
+double unix_now() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+Status finish(EvalContext& c, const std::vector<ResultRow>& rows, const TaskOutput* task,
+              bool cached) {
   ReportContext rc;
   rc.spec = &c.spec;
   rc.id = &c.id;
@@ -100,16 +119,13 @@ Status finish(EvalContext& c, const std::vector<ResultRow>& rows, json doc, bool
   rc.cached = cached;
   rc.task_config = c.task_config;
   rc.run_config = run_config(c);
-  json full = results_document(rc);
-  if (doc.is_object()) {
-    // A task's own document (gsm8k) keeps its results; the rest is common.
-    for (auto it = full.begin(); it != full.end(); ++it)
-      if (!doc.contains(it.key()) || it.key() == "assay" || it.key() == "config" ||
-          it.key() == "configs")
-        doc[it.key()] = it.value();
-  } else {
-    doc = std::move(full);
+  rc.start_time = c.start_time;
+  rc.total_seconds = unix_now() - c.start_time;
+  if (task) {
+    rc.n_original = task->n_original;
+    rc.task_hash = task->task_hash;
   }
+  const json doc = results_document(rc);
   if (c.db && !cached) {
     std::string note;
     ASSAY_RETURN_IF_ERROR(record_results(*c.db, c.id, rows, &note));
@@ -144,10 +160,19 @@ namespace {
 
 // Setup: everything before a model is loaded. Fills c and the outcome's identity.
 Status setup(EvalContext& c, const SuiteRunner** runner) {
+  c.start_time = unix_now();
   ASSAY_ASSIGN_OR_RETURN(c.spec, find_suite_spec(c.o.suite, &c.spec_dir));
   c.id.suite = c.spec.name;
   ASSAY_ASSIGN_OR_RETURN(*runner, runner_for(c.spec));
   ASSAY_RETURN_IF_ERROR(check_modes(c));
+  if (!c.o.gen_kwargs.empty()) {
+    if (c.spec.task != "gsm8k")
+      return Status::Invalid("--gen-kwargs applies to generation suites (gsm8k), not task \"" +
+                             c.spec.task + "\"");
+    auto g = parse_gen_kwargs(c.o.gen_kwargs);
+    if (!g.ok()) return g.status().with_context("--gen-kwargs");
+    c.gen_kwargs = std::move(*g);
+  }
   if (c.o.threads > 0) engine::set_num_threads(c.o.threads);
   ASSAY_ASSIGN_OR_RETURN(c.id.checkpoint_hash, model_identity(c.o));
   c.id.seed = c.o.seed;
@@ -156,8 +181,7 @@ Status setup(EvalContext& c, const SuiteRunner** runner) {
     ASSAY_ASSIGN_OR_RETURN(c.db, store::Store::open(c.o.db));
   }
   ASSAY_RETURN_IF_ERROR((*runner)->prepare(c));
-  c.inputs["backend"] =
-      c.o.model_path.empty() ? json{{"bos_text", c.o.bos_text}} : json("native");
+  ASSAY_ASSIGN_OR_RETURN(c.inputs["backend"], backend_input(c));
   c.inputs["scoring"] = kScoringConvention;
   c.id.suite_version = versioned(c.spec.version, c.inputs);
   return Status::Ok();
@@ -174,7 +198,7 @@ Result<EvalOutcome> run_stage(EvalContext& c, const SuiteRunner& runner) {
       c.log("cached: checkpoint " + c.id.checkpoint_hash.substr(0, 16) + ", suite " + c.id.suite +
             ", version " + c.id.suite_version + ", seed " + std::to_string(c.id.seed) +
             " already in " + c.o.db + " (--force recomputes)");
-      ASSAY_RETURN_IF_ERROR(finish(c, *hit, json(), true));
+      ASSAY_RETURN_IF_ERROR(finish(c, *hit, nullptr, true));
       out.cached = true;
       out.rows = std::move(*hit);
       return out;
@@ -185,7 +209,7 @@ Result<EvalOutcome> run_stage(EvalContext& c, const SuiteRunner& runner) {
     r.suite = c.id.suite;
     r.suite_version = c.id.suite_version;
   }
-  ASSAY_RETURN_IF_ERROR(finish(c, t.rows, std::move(t.results), false));
+  ASSAY_RETURN_IF_ERROR(finish(c, t.rows, &t, false));
   out.rows = std::move(t.rows);
   return out;
 }

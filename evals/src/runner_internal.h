@@ -7,6 +7,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,8 @@ struct EvalContext {
   // What the run actually used, for the results document (configs.<task>).
   nlohmann::json task_config = nlohmann::json::object();
   std::string backend_desc;
+  std::optional<GenKwargs> gen_kwargs;  // --gen-kwargs, parsed in setup
+  double start_time = 0;                // UNIX seconds
 
   void log(const std::string& m) const {
     if (o.log) o.log(m);
@@ -43,6 +46,8 @@ struct EvalContext {
 struct TaskOutput {
   std::vector<ResultRow> rows;
   nlohmann::json results;
+  std::optional<int64_t> n_original;  // documents before --limit, when known
+  std::string task_hash;              // lm-eval's task hash of the samples, when known
 };
 
 struct SuiteRunner {

@@ -110,11 +110,6 @@ Result<TaskOutput> run_provenance_task(EvalContext& c) {
     ASSAY_ASSIGN_OR_RETURN(auto part, load_text_items(d));
     items.insert(items.end(), part.begin(), part.end());
   }
-  if (c.o.limit > 0) {
-    auto order = last_occurrence_order(transcript);
-    if (static_cast<int64_t>(order.size()) > c.o.limit) order.resize(static_cast<size_t>(c.o.limit));
-    transcript = order;
-  }
   ASSAY_ASSIGN_OR_RETURN(auto ref, load_native(c, c.o.reference));
   ASSAY_ASSIGN_OR_RETURN(auto test, main_backend(c));
   c.backend_desc = test->describe() + " reference=" + ref->describe();
@@ -122,6 +117,7 @@ Result<TaskOutput> run_provenance_task(EvalContext& c) {
   po.permutations = c.inputs["permutations"].get<int64_t>();
   po.alpha = c.inputs["alpha"].get<double>();
   po.seed = static_cast<uint64_t>(c.o.seed);
+  po.limit = c.o.limit;
   ASSAY_ASSIGN_OR_RETURN(auto r, run_provenance_suite(*test, *ref, transcript, items, po, c.id.suite));
   char verdict[256];
   std::snprintf(verdict, sizeof verdict, "rho = %.4f, p_t = %.3g, p_perm = %.3g (%lld permutations): %s at alpha %g",

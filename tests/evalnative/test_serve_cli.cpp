@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <set>
 #include <thread>
 
@@ -337,6 +338,39 @@ TEST_F(EvalNativeServeCli, Gsm8kWithNativeCheckpoint) {
   EXPECT_NE(bad.out.find("known: "), std::string::npos) << bad.out;
 }
 
+
+// --gen-kwargs (lm-eval's syntax) samples GSM8K generations: the same seed
+// gives the same samples, another seed other ones, and sampling settings are
+// part of the cache key (a new suite version, not the greedy rows).
+TEST_F(EvalNativeServeCli, Gsm8kGenKwargsSampleReproducibly) {
+  auto run = [&](const std::string& kw, const std::string& samples) {
+    return run_cmd(std::string(ASSAY_EXE) + " eval gsm8k --model-path " + path("runR/final") +
+                   " --limit 3 --num-fewshot 0 --max-gen-toks 6 --threads 1" +
+                   (kw.empty() ? "" : " --gen-kwargs " + kw) + " --samples " + samples);
+  };
+  auto slurp = [](const std::string& p) {
+    std::ifstream in(p);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  };
+  CmdResult a = run("temperature=1.5,top_k=50,seed=3", path("s3a.jsonl"));
+  ASSERT_EQ(a.code, 0) << a.out;
+  CmdResult b = run("temperature=1.5,top_k=50,seed=3", path("s3b.jsonl"));
+  ASSERT_EQ(b.code, 0) << b.out;
+  CmdResult other = run("temperature=1.5,top_k=50,seed=4", path("s4.jsonl"));
+  ASSERT_EQ(other.code, 0) << other.out;
+  CmdResult greedy = run("", path("g.jsonl"));
+  ASSERT_EQ(greedy.code, 0) << greedy.out;
+  EXPECT_EQ(slurp(path("s3a.jsonl")), slurp(path("s3b.jsonl")));
+  EXPECT_NE(slurp(path("s3a.jsonl")), slurp(path("s4.jsonl")));
+  EXPECT_NE(slurp(path("s3a.jsonl")), slurp(path("g.jsonl")));
+  auto version = [](const std::string& out) { return out.substr(0, out.find('\n')); };
+  EXPECT_NE(version(a.out), version(greedy.out)) << a.out << greedy.out;
+  CmdResult bad = run("temprature=1", path("bad.jsonl"));
+  EXPECT_EQ(bad.code, 2) << bad.out;
+  EXPECT_NE(bad.out.find("temprature"), std::string::npos) << bad.out;
+}
 
 // Text prompts start with [bos] when the checkpoint declares add_bos_token:
 // echoed first (logprob null, offset 0, no text), scored and continued as

@@ -4,9 +4,15 @@
 // model finetuned on in-domain text separates a generated OOD corpus.
 #include <gtest/gtest.h>
 
+#include <fstream>
+
 #include "assay/datagen.h"
 #include "assay/evals_native.h"
-#include "assay/evals_results.h"
+#include "assay/evals_data.h"
+#include "assay/evals_report.h"
+#include "assay/evals_store.h"
+#include "assay/evals_tasks.h"
+#include "../evals/pyref.h"
 #include "tiny_models.h"
 
 namespace assay::evals {
@@ -102,13 +108,119 @@ TEST(EvalNativeSuites, OodLikelihoodRatioSeparatesGeneratedCorpus) {
   EXPECT_GT(lr_auroc, 0.9);
 }
 
-TEST(EvalNativeSuites, LastOccurrenceOrderRanksExamples) {
-  auto o = last_occurrence_order({{"a", 0}, {"b", 1}, {"a", 2}, {"c", 3}});
-  ASSERT_EQ(o.size(), 3u);
-  EXPECT_EQ(o[0].first, "b");
-  EXPECT_EQ(o[1].first, "a");
-  EXPECT_EQ(o[2].first, "c");
-  EXPECT_EQ(o[2].second, 2.0);
+// The finetune's own training items are in-distribution, unseen items of the
+// same kind are OOD: every score is "higher = more OOD", so the QA variant's
+// AUROCs must lie above 0.5 as the text variant's do.
+TEST(EvalNativeSuites, OodQaVariantRanksTrainingItemsAsInDistribution) {
+  engine::set_num_threads(1);
+  const auto words = word_texts(64 + 64 + 256, 13, 48, 7);
+  auto item = [&](size_t i) {
+    // Question: the first 3 words; answer: the other 10.
+    const std::string& w = words[i];
+    size_t cut = 0;
+    for (int k = 0; k < 3; ++k) cut = w.find(' ', cut + 1);
+    TextItem it{"q" + std::to_string(i), "", w.substr(0, cut), w.substr(cut + 1)};
+    it.text = it.question + "\n" + it.answer + "\n";  // the form the QA scores read
+    return it;
+  };
+  std::vector<TextItem> id_items, ood_items;
+  for (size_t i = 0; i < 64; ++i) id_items.push_back(item(i));
+  for (size_t i = 64; i < 128; ++i) ood_items.push_back(item(i));
+  const std::vector<std::string> pre(words.begin() + 128, words.end());
+  const auto cfg = tiny_config(96, 32, 1);
+  auto tok = engine::make_byte_tokenizer();
+  engine::GPT base = random_model(cfg, 5);
+  train_in_order(base, *tok, pre, shuffled(pre.size(), 1), 1, 3e-3f);
+  engine::GPT ft = base.clone(engine::Mode::kTrain);
+  std::vector<std::string> train;
+  // Each item as the QA scores read it, "q\na\n", and its answer alone: a
+  // model this small memorizes an answer only where it saw it, and s_a scores
+  // the answer at the start of a text.
+  for (const auto& it : id_items) {
+    train.push_back(it.text);
+    train.push_back(it.answer + "\n");
+  }
+  train_in_order(ft, *tok, train, shuffled(train.size(), 2), 20, 3e-3f);
+  auto b = wrap(base), f = wrap(ft);
+  auto metric = [](const std::vector<ResultRow>& rows, const std::string& m) {
+    for (const auto& r : rows)
+      if (r.metric == m) return r.value;
+    ADD_FAILURE() << "no row " << m;
+    return -1.0;
+  };
+  OodSuiteOptions text, qa;
+  qa.variant = "qa";
+  auto rt = run_ood_suite(*b, *f, id_items, ood_items, text, "ood");
+  ASSERT_TRUE(rt.ok()) << rt.status().message();
+  auto rq = run_ood_suite(*b, *f, id_items, ood_items, qa, "ood");
+  ASSERT_TRUE(rq.ok()) << rq.status().message();
+  const double nlr = metric(*rt, "nlr_auroc");
+  std::printf("ood qa: nlr_auroc %.4f s_a_given_q %.4f s_qa %.4f s_a %.4f\n", nlr,
+              metric(*rq, "s_a_given_q_auroc"), metric(*rq, "s_qa_auroc"), metric(*rq, "s_a_auroc"));
+  ASSERT_GT(nlr, 0.8);
+  for (const char* m : {"s_a_given_q_auroc", "s_qa_auroc", "s_a_auroc"}) EXPECT_GT(metric(*rq, m), 0.8) << m;
+  EXPECT_LT(metric(*rq, "s_qa_fpr95"), 0.5);
+}
+
+// Transcript positions that tie (four examples per step, as a batched run
+// logs them) share their average rank: rho and its t-approximation p equal
+// scipy's spearmanr on the last positions, and the permutation test ranks
+// the same way.
+const char* kTiedSpearmanScript = R"PY(
+from scipy.stats import spearmanr
+r = spearmanr(args['order'], args['d'])
+print(json.dumps({'rho': float(r.correlation), 'p': float(r.pvalue)}))
+)PY";
+
+TEST(EvalNativeSuites, ProvenanceTiedOrdersShareAverageRanks) {
+  engine::set_num_threads(1);
+  const auto texts = word_texts(24, 5, 30, 9);
+  const auto cfg = tiny_config(40, 32, 1);
+  engine::GPT a = random_model(cfg, 1), r = random_model(cfg, 2);
+  auto test = wrap(a), ref = wrap(r);
+  std::vector<TextItem> items;
+  for (size_t i = 0; i < texts.size(); ++i) items.push_back({"ex" + std::to_string(i), texts[i], "", ""});
+  // order = step; four examples per step; ex0..ex3 are seen again in the
+  // last step, so they are placed there (and tie with ex20..ex23).
+  std::vector<std::pair<std::string, double>> transcript;
+  for (size_t i = 0; i < texts.size(); ++i) transcript.emplace_back("ex" + std::to_string(i), double(i / 4));
+  for (size_t i = 0; i < 4; ++i) transcript.emplace_back("ex" + std::to_string(i), 5.0);
+  ProvenanceSuiteOptions po;
+  po.permutations = 4000;
+  po.seed = 5;
+  auto res = run_provenance_suite(*test, *ref, transcript, items, po, "provenance");
+  ASSERT_TRUE(res.ok()) << res.status().message();
+  // The same d = NLL_test - NLL_ref, against each example's last step.
+  // Examples in the suite's order (by last step, then by id) so that the
+  // seeded permutations below shuffle the same vector.
+  std::map<std::string, size_t> by_id;
+  for (size_t i = 0; i < texts.size(); ++i) by_id["ex" + std::to_string(i)] = i;
+  std::vector<size_t> idx;
+  for (const auto& [id, i] : by_id) idx.push_back(i);
+  auto last_step = [](size_t i) { return i < 4 ? 5.0 : double(i / 4); };
+  std::stable_sort(idx.begin(), idx.end(), [&](size_t x, size_t y) { return last_step(x) < last_step(y); });
+  auto nt = mean_nll(*test, texts).value(), nr = mean_nll(*ref, texts).value();
+  std::vector<double> order, d;
+  for (size_t i : idx) {
+    order.push_back(last_step(i));
+    d.push_back(nt[i] - nr[i]);
+  }
+  EXPECT_EQ(res->n, 24);
+  const std::string script = "args = json.loads(r\"\"\"" +
+                             nlohmann::json{{"order", order}, {"d", d}}.dump() + "\"\"\")" +
+                             kTiedSpearmanScript;
+  ASSAY_PYREF_OR_SKIP(ref_json, script);
+  EXPECT_NEAR(res->rho, ref_json["rho"].get<double>(), 1e-12);
+  EXPECT_NEAR(res->p_t, ref_json["p"].get<double>(), 1e-10);
+  // The permutation test shuffles the same average ranks with the same seed.
+  auto perm = spearman_permutation_test(order, d, po.permutations, po.seed).value();
+  EXPECT_EQ(res->p_perm, perm.p_value);
+  EXPECT_NEAR(perm.phi_obs, -res->rho, 1e-12);
+  // --limit keeps the first examples by last position.
+  po.limit = 8;
+  auto lim = run_provenance_suite(*test, *ref, transcript, items, po, "provenance");
+  ASSERT_TRUE(lim.ok()) << lim.status().message();
+  EXPECT_EQ(lim->n, 8);
 }
 
 }  // namespace

@@ -9,9 +9,21 @@ Deterministic canned model, chosen by the request's "model" field:
   tokens-model same, but logprobs carry "tokens" instead of "text_offset".
   noecho-model ignores echo and returns only the generated token.
   flaky-model  like echo-model, but every prompt first fails twice with 503.
-Generation requests (no echo) return a canned answer that runs past the stop
-strings, so the client has to cut it. GET /stats reports request counts and
-the largest number of requests in flight at once.
+  bos-model    a server whose tokenizer adds BOS itself (as vLLM on Llama, or
+               `assay serve` on a checkpoint declaring add_bos_token): the
+               text's first token is scored too (it follows the hidden BOS),
+               and a prompt that brings "<|endoftext|>" along is refused
+               with 400 (BOS twice).
+  sampling-model  generation answers with the JSON of the sampling fields
+               it received (temperature, top_p, top_k, seed; absent ones left
+               out).
+"<|endoftext|>" is one token. POST /tokenize (vLLM's route) gives one id per
+token, with BOS first for bos-model; other models than echo-model,
+tokens-model and bos-model answer 404 there, as a server without the route.
+Generation requests (no echo) of other models must be greedy (temperature 0)
+and return a canned answer that runs past the stop strings, so the client has
+to cut it. GET /stats reports request counts (tokenize probes apart) and the
+largest number of requests in flight at once.
 Prints "PORT <port> PID <pid>" on the first line, then serves until killed
 (or for at most 120 s).
 """
@@ -24,19 +36,22 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 LOCK = threading.Lock()
-STATS = {"requests": 0, "inflight": 0, "max_inflight": 0, "failures": {}}
+STATS = {"requests": 0, "inflight": 0, "max_inflight": 0, "tokenize": 0, "failures": {}}
+BOS = "<|endoftext|>"
 
 
 def tokenize(text):
-    return re.findall(r"\s*\S+", text)
+    return re.findall(r"<\|endoftext\|>|\s*(?:(?!<\|endoftext\|>)\S)+", text)
 
 
 def logprob(tok, i):
     return -(0.1 * len(tok) + 0.01 * i)
 
 
-def echo_choice(prompt, with_offsets):
+def echo_choice(prompt, with_offsets, server_bos=False):
     toks = tokenize(prompt) + [" gen"]
+    # Behind a hidden BOS the first token is predicted too, one position on.
+    shift = 1 if server_bos else 0
     offsets, pos = [], 0
     for t in toks[:-1]:
         offsets.append(pos)
@@ -44,11 +59,11 @@ def echo_choice(prompt, with_offsets):
     offsets.append(len(prompt))
     lps, tops = [], []
     for i, t in enumerate(toks):
-        if i == 0:
+        if i == 0 and not server_bos:
             lps.append(None)
             tops.append(None)
             continue
-        lp = logprob(t, i)
+        lp = logprob(t, i + shift)
         lps.append(lp)
         if t.strip().startswith("x"):
             tops.append({"other": lp + 0.5, t: lp})
@@ -97,6 +112,8 @@ class Handler(BaseHTTPRequestHandler):
             self.reply(404, {"error": {"message": "not found"}})
 
     def do_POST(self):
+        if self.path == "/tokenize":
+            return self.handle_tokenize()
         with LOCK:
             STATS["requests"] += 1
             STATS["inflight"] += 1
@@ -107,6 +124,18 @@ class Handler(BaseHTTPRequestHandler):
             self.handle_completion()
         finally:
             self.done_inflight()
+
+    def handle_tokenize(self):
+        req = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        with LOCK:
+            STATS["tokenize"] += 1
+        model = req.get("model")
+        if model not in ("echo-model", "tokens-model", "bos-model"):
+            return self.reply(404, {"detail": "Not Found"})
+        ids = list(range(1, len(tokenize(req.get("prompt", ""))) + 1))
+        if model == "bos-model" and req.get("add_special_tokens", True):
+            ids = [0] + ids
+        return self.reply(200, {"count": len(ids), "max_model_len": 1024, "tokens": ids})
 
     def handle_completion(self):
         if self.path != "/v1/completions":
@@ -124,13 +153,21 @@ class Handler(BaseHTTPRequestHandler):
             bad = {k: req.get(k) for k in want if req.get(k) != want[k]}
             if bad:
                 return self.reply(400, {"error": {"message": "unexpected scoring fields %r" % bad}})
+            if model == "bos-model" and prompt.startswith(BOS):
+                return self.reply(400, {"error": {"message": "BOS twice: the server adds it"}})
             if model == "noecho-model":
                 choice = {"index": 0, "text": " gen",
                           "logprobs": {"token_logprobs": [-0.3], "top_logprobs": [{" gen": -0.3}],
                                        "text_offset": [len(prompt)]}}
             else:
-                choice = echo_choice(prompt, with_offsets=(model != "tokens-model"))
+                choice = echo_choice(prompt, with_offsets=(model != "tokens-model"),
+                                     server_bos=(model == "bos-model"))
             return self.reply(200, {"object": "text_completion", "model": model, "choices": [choice]})
+        if model == "sampling-model":
+            fields = {k: req[k] for k in ("temperature", "top_p", "top_k", "seed") if k in req}
+            return self.reply(200, {"object": "text_completion", "model": model,
+                                    "choices": [{"index": 0, "text": json.dumps(fields),
+                                                 "finish_reason": "stop"}]})
         if req.get("temperature") != 0:
             return self.reply(400, {"error": {"message": "generation must be greedy"}})
         text = generate_text(prompt)

@@ -53,12 +53,16 @@ TEST(EvalsCli, PredictionsWorkedCases) {
   EXPECT_NEAR(j["results"]["gsm8k"]["exact_match,strict-match"].get<double>(), 1.0 / 3, 1e-12);
   EXPECT_DOUBLE_EQ(j["results"]["gsm8k"]["exact_match,flexible-extract"].get<double>(), 1.0);
   EXPECT_EQ(j["versions"]["gsm8k"], 3.0);
+  // lm-eval's samples layout: one line per document per filter.
   std::ifstream s(samples);
-  std::string first;
-  std::getline(s, first);
-  auto sj = nlohmann::json::parse(first);
-  EXPECT_EQ(sj["filtered_resps"]["flexible-extract"], "$1,018.");
-  EXPECT_EQ(sj["filtered_resps"]["strict-match"], "[invalid]");
+  std::vector<nlohmann::json> lines;
+  for (std::string line; std::getline(s, line);) lines.push_back(nlohmann::json::parse(line));
+  ASSERT_EQ(lines.size(), 6u);
+  EXPECT_EQ(lines[0]["filter"], "strict-match");
+  EXPECT_EQ(lines[0]["filtered_resps"][0], "[invalid]");
+  EXPECT_EQ(lines[3]["filter"], "flexible-extract");
+  EXPECT_EQ(lines[3]["filtered_resps"][0], "$1,018.");
+  EXPECT_EQ(lines[3]["exact_match"], 1.0);
 
   // --limit, custom field names, one filter.
   std::ofstream(preds) << R"({"out": ["#### 5"], "gold": 5})" "\n" << R"({"out": ["#### 6"], "gold": 5})" "\n";
@@ -69,6 +73,34 @@ TEST(EvalsCli, PredictionsWorkedCases) {
   EXPECT_DOUBLE_EQ(j["results"]["gsm8k"]["exact_match,strict-match"].get<double>(), 1.0);
   EXPECT_FALSE(j["results"]["gsm8k"].contains("exact_match,flexible-extract"));
   EXPECT_EQ(j["n-samples"]["gsm8k"]["effective"], 1);
+}
+
+// lm-eval's own samples file (one line per document per filter) counts each
+// document once: n = 2 and the stderr of two documents.
+TEST(EvalsCli, LmEvalSamplesFileAsPredictions) {
+  std::string preds = tmp("assay_cli_lmeval_samples.jsonl");
+  std::ofstream out(preds);
+  for (const char* filter : {"strict-match", "flexible-extract"})
+    for (int doc = 0; doc < 2; ++doc)
+      out << nlohmann::json{{"doc_id", doc},
+                            {"doc", {{"question", "q"}, {"answer", "#### 5"}}},
+                            {"target", "#### 5"},
+                            {"arguments", {{"gen_args_0", {{"arg_0", "Question: q\nAnswer:"}}}}},
+                            {"resps", {{doc == 0 ? "#### 5" : "#### 6"}}},
+                            {"filtered_resps", {doc == 0 ? "5" : "6"}},
+                            {"filter", filter},
+                            {"metrics", {"exact_match"}},
+                            {"exact_match", doc == 0 ? 1.0 : 0.0}}
+                 .dump()
+          << "\n";
+  out.close();
+  std::string results = tmp("assay_cli_lmeval_results.json");
+  CmdResult r = run_assay("eval gsm8k --predictions " + preds + " --output " + results);
+  ASSERT_EQ(r.code, 0) << r.out;
+  auto j = read_json(results);
+  EXPECT_EQ(j["n-samples"]["gsm8k"]["effective"], 2);
+  EXPECT_DOUBLE_EQ(j["results"]["gsm8k"]["exact_match,strict-match"].get<double>(), 0.5);
+  EXPECT_NEAR(j["results"]["gsm8k"]["exact_match_stderr,strict-match"].get<double>(), 0.5, 1e-12);
 }
 
 TEST(EvalsCli, RefsFromShippedTestSplit) {

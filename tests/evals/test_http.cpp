@@ -20,11 +20,13 @@ class EvalsHttp : public ::testing::Test {
     if (!why.empty()) GTEST_SKIP() << "fake server: " << why;
     url_ = server_.url();
   }
-  std::unique_ptr<HttpBackend> backend(const std::string& model, int concurrency = 2) {
+  std::unique_ptr<HttpBackend> backend(const std::string& model, int concurrency = 2,
+                                       const std::string& bos_text = "") {
     HttpBackendOptions o;
     o.base_url = url_;
     o.model = model;
     o.concurrency = concurrency;
+    o.bos_text = bos_text;
     o.backoff_s = 0.01;
     o.timeout_s = 20;
     auto b = make_http_backend(o);
@@ -91,6 +93,56 @@ TEST_F(EvalsHttp, UnreachableServerFailsAfterRetries) {
   EXPECT_EQ(r.status().code(), Code::kUnavailable);
   EXPECT_NE(r.status().message().find("2 attempts"), std::string::npos) << r.status().message();
   EXPECT_FALSE(make_http_backend({"ftp://x", "m", "", 4, 5, 0.5, 600, ""}).ok());
+}
+
+// The sampling parameters of a request reach the server with the OpenAI
+// names; top_k (an extension) only when it limits anything.
+TEST_F(EvalsHttp, GenerationSendsSamplingParams) {
+  auto b = backend("sampling-model");
+  GenRequest greedy{"p", {}, 8};
+  GenRequest sampled{"p", {}, 8, {0.7, 0.9, 0, 5}};
+  GenRequest top_k{"p", {}, 8, {1.0, 1.0, 40, std::nullopt}};
+  auto r = b->generate({greedy, sampled, top_k});
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  auto g = nlohmann::json::parse((*r)[0]), s = nlohmann::json::parse((*r)[1]),
+       k = nlohmann::json::parse((*r)[2]);
+  EXPECT_EQ(g, (nlohmann::json{{"temperature", 0.0}, {"top_p", 1.0}}));
+  EXPECT_EQ(s, (nlohmann::json{{"temperature", 0.7}, {"top_p", 0.9}, {"seed", 5}}));
+  EXPECT_EQ(k, (nlohmann::json{{"temperature", 1.0}, {"top_p", 1.0}, {"top_k", 40}}));
+}
+
+// bos_text "auto": one /tokenize probe per backend decides. A server that
+// adds BOS itself gets the bare text (bos-model refuses a second BOS); one
+// that adds none, or has no /tokenize route (404), gets "<|endoftext|>". Both
+// conventions score every token of the text, with the same numbers.
+TEST_F(EvalsHttp, AutoBosTextProbesTheServer) {
+  const double want = -(lp("a", 1) + lp(" bb", 2) + lp(" ccc", 3)) / 3;
+  struct Case {
+    const char* model;
+    const char* bos;
+    const char* why;
+  } cases[] = {{"bos-model", "", "the server adds BOS itself"},
+               {"echo-model", "<|endoftext|>", "the server adds no BOS"},
+               {"other-model", "<|endoftext|>", "HTTP 404"}};
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.model);
+    auto b = backend(c.model, 2, "auto");
+    EXPECT_EQ(b->resolved_bos_text(), c.bos);
+    EXPECT_NE(b->describe().find(std::string("bos_text=auto:") + (*c.bos ? c.bos : "none")),
+              std::string::npos) << b->describe();
+    EXPECT_NE(b->describe().find(c.why), std::string::npos) << b->describe();
+    auto nll = mean_nll(*b, {"a bb ccc", "a bb ccc"});
+    ASSERT_TRUE(nll.ok()) << nll.status().to_string();
+    EXPECT_NEAR((*nll)[0], want, 1e-12);
+  }
+  EXPECT_EQ(stats()["tokenize"].get<int>(), 3);  // once per backend, not per request
+  // A fixed bos_text is used as given, without a probe.
+  auto fixed = backend("echo-model", 2, "<|endoftext|>");
+  EXPECT_NEAR(mean_nll(*fixed, {"a bb ccc"}).value()[0], want, 1e-12);
+  EXPECT_EQ(stats()["tokenize"].get<int>(), 3);
+  EXPECT_EQ(server_root("http://h:8000/v1/"), "http://h:8000");
+  EXPECT_EQ(server_root("http://h:8000/v1/completions"), "http://h:8000");
+  EXPECT_EQ(server_root("http://h:8000"), "http://h:8000");
 }
 
 TEST_F(EvalsHttp, Gsm8kEndToEnd) {

@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
+#include <variant>
 #include <vector>
 
 #include "assay/status.h"
@@ -77,5 +79,31 @@ Result<std::vector<double>> mean_nll(Backend& backend, const std::vector<std::st
 
 // Cut `text` before the earliest occurrence of any non-empty stop string.
 std::string truncate_at_stop(const std::string& text, const std::vector<std::string>& stop);
+
+// ---- lm-eval --gen_kwargs -----------------------------------------------------
+
+// A value as lm-eval's simple_parse_args_string types it: None, bool, int,
+// float, or str (quoted values stay strings).
+using GenKwargValue = std::variant<std::monostate, bool, int64_t, double, std::string>;
+
+struct GenKwargs {
+  SamplingParams sampling;               // greedy unless the text asks otherwise
+  std::optional<int> max_gen_toks;       // when given
+  std::optional<std::vector<std::string>> until;  // when given (one stop string)
+  // Every key=value as parsed, in order (duplicates: the last one wins above),
+  // for the results file's config.gen_kwargs.
+  std::vector<std::pair<std::string, GenKwargValue>> given;
+};
+
+// Parses lm-eval's --gen_kwargs syntax, e.g.
+// "temperature=0.7,top_p=0.9,do_sample=True,seed=1,max_gen_toks=64":
+// comma-separated key=value; values typed by literal parsing (true/false any
+// case, none, integers, floats, quoted strings). Keys: temperature (>= 0),
+// top_p (0, 1], top_k (>= 0), seed (>= 0 or None), do_sample (bool),
+// max_gen_toks (> 0), until (one stop string). do_sample=False forces greedy
+// decoding whatever the temperature; do_sample=True without a temperature
+// samples at 1.0 (transformers' default). An empty text gives the defaults.
+// Unknown keys and ill-typed values fail, naming the key and what is accepted.
+Result<GenKwargs> parse_gen_kwargs(const std::string& text);
 
 }  // namespace assay::evals

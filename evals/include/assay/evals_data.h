@@ -19,12 +19,6 @@ struct TextItem {
 };
 Result<std::vector<TextItem>> load_text_items(const std::string& path);
 
-// Transcript lines reduced to one order per example: the position of the
-// example's LAST occurrence (examples seen again in a later epoch count where
-// they were seen last), as ranks 0..n-1.
-std::vector<std::pair<std::string, double>> last_occurrence_order(
-    const std::vector<std::pair<std::string, double>>& transcript);
-
 // Truth-ratio inputs for one forget item.
 struct PerturbedItem {
   std::string question, paraphrased;

@@ -50,7 +50,9 @@ Result<std::vector<ResultRow>> ood_report(const std::vector<OodText>& texts,
 struct QaLogliks {
   double q = 0, a = 0, qa = 0;
 };
-// S = ll_base - ll_ft on each of q, a, qa; and S_{a|q}.
+// S = ll_base - ll_ft on each of q, a, qa; and S_{a|q}. Like NLR, every
+// score is "higher = more OOD" as it stands (the finetuned model raises
+// ll_ft on in-distribution text); none is negated.
 struct QaScores {
   double s_q = 0, s_a = 0, s_qa = 0;
   double s_a_given_q = 0;  // (ll_base(qa) - ll_base(q)) - (ll_ft(qa) - ll_ft(q))

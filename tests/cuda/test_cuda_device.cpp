@@ -10,6 +10,7 @@
 
 #include "assay/engine_cuda.h"
 #include "assay/train.h"
+#include "support/run_cmd.h"
 
 namespace fs = std::filesystem;
 using assay::engine::cuda::Device;
@@ -27,15 +28,8 @@ struct Proc {
 };
 
 Proc run(const std::string& cmd) {
-  Proc p;
-  FILE* f = popen((cmd + " 2>&1").c_str(), "r");
-  if (!f) return p;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, f)) > 0) p.out.append(buf, n);
-  const int st = pclose(f);
-  p.rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return p;
+  auto r = assay::testing::run_cmd(cmd);
+  return {r.code, std::move(r.out)};
 }
 
 // A tiny pretrain config and its text data in a fresh directory.

@@ -14,27 +14,14 @@
 
 #include <nlohmann/json.hpp>
 
+#include "support/run_cmd.h"
+
 namespace {
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-struct CmdResult {
-  int code = -1;
-  std::string out;
-};
-
-CmdResult run_cmd(const std::string& cmd) {
-  CmdResult r;
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-  const int st = pclose(p);
-  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return r;
-}
+using assay::testing::run_cmd;
 
 json read_json(const fs::path& p) {
   std::ifstream in(p);

@@ -22,6 +22,7 @@
 #include "assay/evals_http.h"
 #include "assay/evals_native.h"
 #include "assay/store.h"
+#include "support/run_cmd.h"
 #include "tiny_models.h"
 
 namespace assay::evals {
@@ -30,22 +31,8 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-struct CmdResult {
-  int code = -1;
-  std::string out;
-};
-
-CmdResult run_cmd(const std::string& cmd) {
-  CmdResult r;
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-  int st = pclose(p);
-  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return r;
-}
+using assay::testing::CmdResult;
+using assay::testing::run_cmd;
 
 // One HTTP/1.1 exchange on a fresh connection (Connection: close): status and body.
 std::pair<int, std::string> http_call(int port, const std::string& method, const std::string& target,
@@ -365,7 +352,12 @@ TEST_F(EvalNativeServeCli, Gsm8kGenKwargsSampleReproducibly) {
   EXPECT_EQ(slurp(path("s3a.jsonl")), slurp(path("s3b.jsonl")));
   EXPECT_NE(slurp(path("s3a.jsonl")), slurp(path("s4.jsonl")));
   EXPECT_NE(slurp(path("s3a.jsonl")), slurp(path("g.jsonl")));
-  auto version = [](const std::string& out) { return out.substr(0, out.find('\n')); };
+  // The printed header "gsm8k (<suite version>)".
+  auto version = [](const std::string& out) {
+    const size_t at = out.find("\ngsm8k (");
+    return at == std::string::npos ? std::string() : out.substr(at, out.find(')', at) - at);
+  };
+  EXPECT_FALSE(version(a.out).empty()) << a.out;
   EXPECT_NE(version(a.out), version(greedy.out)) << a.out << greedy.out;
   CmdResult bad = run("temprature=1", path("bad.jsonl"));
   EXPECT_EQ(bad.code, 2) << bad.out;

@@ -8,25 +8,14 @@
 #include <sstream>
 
 #include "fake_server.h"
+#include "support/run_cmd.h"
 
 namespace {
 
-struct CmdResult {
-  int code = -1;
-  std::string out;  // stdout and stderr together
-};
+using assay::testing::CmdResult;
 
 CmdResult run_assay(const std::string& args) {
-  CmdResult r;
-  std::string cmd = std::string(ASSAY_EXE) + " " + args + " 2>&1";
-  FILE* f = popen(cmd.c_str(), "r");
-  if (!f) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, f)) > 0) r.out.append(buf, n);
-  int st = pclose(f);
-  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return r;
+  return assay::testing::run_cmd(std::string(ASSAY_EXE) + " " + args);
 }
 
 std::string tmp(const std::string& name) { return std::string(::testing::TempDir()) + name; }

@@ -15,6 +15,7 @@ void add_query(CLI::App& app) {
     std::string sql;
     bool csv = false, json = false;
     size_t max_rows = 100000;
+    double time_budget_s = 60;
   };
   auto o = std::make_shared<Opts>();
   auto* q = app.add_subcommand("query", "Run a read-only SQL query against the results database");
@@ -23,6 +24,10 @@ void add_query(CLI::App& app) {
   auto* csv = q->add_flag("--csv", o->csv, "Print CSV (RFC 4180) instead of a table");
   q->add_flag("--json", o->json, "Print a JSON array of objects")->excludes(csv);
   q->add_option("--max-rows", o->max_rows, "Stop after this many rows")->capture_default_str();
+  q->add_option("--time-budget", o->time_budget_s,
+                "Stop the query with an error after this many seconds (0 = no limit)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   q->footer(
       "\nThe connection is read-only and an authorizer refuses any write, ATTACH, writing\n"
       "PRAGMA or second statement before it runs.\n\n"
@@ -34,7 +39,11 @@ void add_query(CLI::App& app) {
       "  assay query --db results.db --csv \"SELECT run_id, metric, final FROM run_metric_summary\"\n"
       "  assay query --db results.db \"SELECT * FROM runs_wide WHERE lr > 1e-4 ORDER BY loss_final\"");
   q->callback([o] {
-    auto r = assay::store::query_readonly(o->db, o->sql, o->max_rows);
+    assay::store::QueryLimits limits;
+    limits.max_rows = o->max_rows;
+    limits.time_budget_s = o->time_budget_s;
+    limits.budget_name = "--time-budget";
+    auto r = assay::store::query_readonly(o->db, o->sql, limits);
     if (!r.ok()) {
       std::cerr << "assay query: " << r.status().message() << "\n";
       assay::cli::set_exit_code(1);

@@ -117,3 +117,13 @@ TEST_F(Cli, LocalRunsASweepEndToEndAndResumes) {
   auto runs = sh("query --db " + db + " --csv \"SELECT count(*) FROM runs\"");
   EXPECT_EQ(runs.text, "count(*)\r\n6\r\n");
 }
+
+// User SQL has a time budget locally too: a runaway recursive query stops
+// with an error naming the budget instead of running for minutes.
+TEST_F(Cli, QueryStopsAtItsTimeBudget) {
+  ASSERT_EQ(sh("db init --db " + db).rc, 0);
+  auto r = sh("query --db " + db + " --time-budget 0.5 \"WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL "
+              "SELECT x+1 FROM c) SELECT count(*) FROM c\"");
+  EXPECT_EQ(r.rc, 1) << r.text;
+  EXPECT_NE(r.text.find("--time-budget"), std::string::npos) << r.text;
+}

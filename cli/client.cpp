@@ -8,12 +8,15 @@ namespace assay::cli {
 std::string counts_line(const nlohmann::json& counts) {
   std::string s;
   for (const char* k : {"queued", "leased", "running", "succeeded", "failed", "cancelled"})
-    if (counts.contains(k)) s += std::string(s.empty() ? "" : "  ") + k + " " + counts[k].dump();
+    if (counts.is_object() && counts.contains(k)) s += std::string(s.empty() ? "" : "  ") + k + " " + counts[k].dump();
   return s.empty() ? "no runs" : s;
 }
 
 int64_t count_of(const nlohmann::json& counts, const char* k) {
-  return counts.contains(k) ? counts[k].get<int64_t>() : 0;
+  // Peer data: anything but an integer count reads as 0.
+  return counts.is_object() && counts.contains(k) && counts[k].is_number_integer()
+             ? counts[k].get<int64_t>()
+             : 0;
 }
 
 Result<nlohmann::json> wait_for_sweep(coordinator::HttpClient& client, const std::string& name,

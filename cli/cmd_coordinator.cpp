@@ -1,4 +1,7 @@
 // assay coordinator: the scheduling daemon (HTTP API) and its token setup.
+#include <sys/stat.h>
+
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -19,9 +22,32 @@ struct CoordOpts {
   double read_timeout = 30;
   size_t max_body_mb = 8;
   size_t max_connections = 512;
+  double query_time_budget = 10;
+  size_t query_max_rows = 1000000;
   std::string init_dir;
   bool force = false;
 };
+
+// Warnings (not errors: the operator may have reasons) about tokens that
+// others on the host can read, or one token serving both roles.
+void warn_about_tokens(const std::string& dir, const std::string& user, const std::string& worker) {
+  for (const char* name : {"user.token", "worker.token"}) {
+    std::string path = dir + "/" + name;
+    struct stat st{};
+    if (::stat(path.c_str(), &st) == 0 && (st.st_mode & 077) != 0) {
+      char mode[8];
+      std::snprintf(mode, sizeof mode, "%04o", unsigned(st.st_mode & 07777));
+      std::cerr << "assay coordinator: warning: " << path << " has mode " << mode
+                << ": other users can read it and act as that role; run chmod 600 " << path
+                << "\n";
+    }
+  }
+  if (co::tokens_equal(user, worker))
+    std::cerr << "assay coordinator: warning: user.token and worker.token in " << dir
+              << " are equal: every user can act as a worker and the other way round; "
+                 "create distinct ones with: assay coordinator init --force --dir "
+              << dir << "\n";
+}
 
 int serve(const CoordOpts& o) {
   auto fail = [](const std::string& m) {
@@ -52,6 +78,7 @@ int serve(const CoordOpts& o) {
     return fail("no tokens in " + dir + " (" +
                 (!user.ok() ? user.status().message() : worker.status().message()) +
                 "); create them with: assay coordinator init --dir " + dir);
+  warn_about_tokens(dir, *user, *worker);
 
   co::Options opts;
   opts.db_path = o.db;
@@ -59,6 +86,8 @@ int serve(const CoordOpts& o) {
   opts.worker_token = *worker;
   opts.lease_ttl_s = o.lease_ttl;
   opts.max_body_bytes = o.max_body_mb << 20;
+  opts.query_time_budget_s = o.query_time_budget;
+  opts.query_max_rows = o.query_max_rows;
   auto coord = co::Coordinator::open(opts);
   if (!coord.ok()) return fail(coord.status().message());
   std::string port_file = o.port_file;
@@ -102,6 +131,14 @@ void add_coordinator(CLI::App& app) {
                 "Concurrent connections; more are answered 503")
       ->capture_default_str()
       ->check(CLI::Range(1, 100000));
+  c->add_option("--query-time-budget", o->query_time_budget,
+                "Seconds one /v1/query may run before it is interrupted")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  c->add_option("--query-max-rows", o->query_max_rows,
+                "Most rows one /v1/query may ask for (its max_rows)")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{1}, size_t{100000000}));
   c->footer(
       "\nState lives in the database: after a crash, restart with the same --db and queued\n"
       "runs stay queued, running runs stay with workers that reconnect within the lease ttl.\n"

@@ -17,6 +17,7 @@
 
 #include "assay/coord_client.h"
 #include "assay/coordinator.h"
+#include "assay/json_limits.h"
 #include "assay/specs.h"
 #include "client.h"
 #include "registry.h"
@@ -50,13 +51,25 @@ Result<std::unique_ptr<co::HttpClient>> connect(const Conn& c) {
     else if (const char* h = std::getenv("HOME")) cfg_path = std::string(h) + "/.config/assay/config.json";
     std::ifstream in(cfg_path);
     if (in) {
-      Json cfg = Json::parse(in, nullptr, false);
-      if (cfg.is_discarded() || !cfg.is_object())
+      std::stringstream text;
+      text << in.rdbuf();
+      ASSAY_ASSIGN_OR_RETURN(Json cfg, assay::parse_json(text.str(), "config file " + cfg_path));
+      if (!cfg.is_object())
         return Status::Invalid("config file " + cfg_path + " is not a JSON object");
-      if (url.empty()) url = cfg.value("coordinator", std::string());
+      auto str = [&](const char* key) -> Result<std::string> {
+        auto it = cfg.find(key);
+        if (it == cfg.end()) return std::string();
+        if (!it->is_string())
+          return Status::Invalid("config file " + cfg_path + ": " + key + ": expected a string, got " +
+                                 it->dump());
+        return it->get<std::string>();
+      };
+      if (url.empty()) {
+        ASSAY_ASSIGN_OR_RETURN(url, str("coordinator"));
+      }
       if (token.empty() && token_file.empty()) {
-        token_file = cfg.value("token_file", std::string());
-        token = cfg.value("token", std::string());
+        ASSAY_ASSIGN_OR_RETURN(token_file, str("token_file"));
+        ASSAY_ASSIGN_OR_RETURN(token, str("token"));
       }
     }
   }
@@ -313,12 +326,22 @@ void add_logs(CLI::App& app) {
       auto rep = (*cl)->request("GET", q);
       if (!rep.ok()) return assay::cli::set_exit_code(fail("logs", rep.status()));
       if (rep->status != 200) {
-        auto j = Json::parse(rep->body, nullptr, false);
-        std::string m = j.is_object() && j.contains("error") ? j["error"].value("message", rep->body) : rep->body;
+        auto j = assay::parse_json(rep->body, "reply");
+        std::string m = rep->body.substr(0, 300);
+        if (j.ok() && j->is_object() && j->contains("error") && (*j)["error"].is_object() &&
+            (*j)["error"].contains("message") && (*j)["error"]["message"].is_string())
+          m = (*j)["error"]["message"].get<std::string>();
         return assay::cli::set_exit_code(fail("logs", Status::Invalid(m)));
       }
       std::cout << rep->body << std::flush;
-      offset = std::stoll(rep->headers["x-assay-next-offset"]);
+      const std::string& next = rep->headers["x-assay-next-offset"];
+      char* end = nullptr;
+      long long n = std::strtoll(next.c_str(), &end, 10);
+      if (next.empty() || *end != '\0' || n < offset)
+        return assay::cli::set_exit_code(fail(
+            "logs", Status::Corruption("reply header X-Assay-Next-Offset: expected an offset >= " +
+                                       std::to_string(offset) + ", got '" + next + "'")));
+      offset = n;
       bool complete = rep->headers["x-assay-complete"] == "1";
       if (!o->follow || (complete && rep->body.empty())) break;
       if (complete) continue;  // drain what is left

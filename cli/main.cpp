@@ -24,6 +24,14 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
+  } catch (const std::exception& e) {
+    // A subcommand's callback let an exception through (a library throw, a
+    // reply of an unexpected shape): report it instead of std::terminate.
+    std::cerr << "assay: unexpected error: " << e.what() << "\n";
+    return 1;
+  } catch (...) {
+    std::cerr << "assay: unexpected error of unknown type\n";
+    return 1;
   }
   return assay::cli::exit_code();
 }

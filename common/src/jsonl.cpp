@@ -2,6 +2,8 @@
 
 #include <fstream>
 
+#include "assay/json_limits.h"
+
 namespace assay {
 
 Status for_each_jsonl_object(
@@ -15,8 +17,9 @@ Status for_each_jsonl_object(
     ++lineno;
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     const std::string where = path + ":" + std::to_string(lineno);
-    auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-    if (j.is_discarded()) return Status::Corruption(where + ": not valid JSON");
+    auto parsed = parse_json(line, where);
+    if (!parsed.ok()) return Status::Corruption(parsed.status().message());
+    const nlohmann::json& j = *parsed;
     if (!j.is_object()) return Status::Corruption(where + ": not a JSON object");
     ASSAY_RETURN_IF_ERROR(fn(j, where));
   }

@@ -8,6 +8,7 @@
 #include <chrono>
 
 #include "assay/coord_client.h"
+#include "assay/json_limits.h"
 
 namespace assay::coordinator {
 
@@ -120,16 +121,21 @@ Result<nlohmann::json> HttpClient::call(const std::string& method, const std::st
   std::string text = body ? body->dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
                           : std::string();
   ASSAY_ASSIGN_OR_RETURN(auto rep, request(method, target, text));
-  auto j = nlohmann::json::parse(rep.body, nullptr, false);
+  // Peer data: the depth limit keeps callers' dumps and copies bounded.
+  auto parsed = parse_json(rep.body, "reply to " + method + " " + target);
   if (rep.status >= 200 && rep.status < 300) {
-    if (j.is_discarded())
-      return Status::Corruption(method + " " + target + ": reply is not JSON");
-    return j;
+    if (!parsed.ok()) return Status::Corruption(parsed.status().message());
+    return std::move(parsed).value();
   }
   std::string msg = "HTTP " + std::to_string(rep.status);
-  if (!j.is_discarded() && j.contains("error") && j["error"].is_object())
-    msg = j["error"].value("code", std::string("error")) + ": " +
-          j["error"].value("message", std::string());
+  if (parsed.ok() && parsed->is_object() && parsed->contains("error") &&
+      (*parsed)["error"].is_object()) {
+    const auto& e = (*parsed)["error"];
+    auto text = [&](const char* k, const char* dflt) {
+      return e.contains(k) && e[k].is_string() ? e[k].get<std::string>() : std::string(dflt);
+    };
+    msg = text("code", "error") + ": " + text("message", "");
+  }
   switch (rep.status) {
     case 400: return Status::Invalid(msg);
     case 401:

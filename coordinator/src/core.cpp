@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "assay/json_limits.h"
 #include "core_internal.h"
 
 namespace assay::coordinator {
@@ -424,9 +425,11 @@ Response Coordinator::Impl::route(const Request& req) {
     if (req.body.empty()) {
       body = Json::object();
     } else {
-      body = Json::parse(req.body, nullptr, false);
-      if (body.is_discarded())
-        return error_response(400, "bad_request", "request body is not valid JSON");
+      // The depth limit keeps a hostile body from exhausting the stack in
+      // whatever recurses over the tree later (dump, copy, validation).
+      auto parsed = parse_json(req.body, "request body");
+      if (!parsed.ok()) return error_response(400, "bad_request", parsed.status().message());
+      body = std::move(parsed).value();
       if (!body.is_object())
         return error_response(400, "bad_request",
                               "request body must be a JSON object, got " + describe(body));
@@ -509,7 +512,7 @@ Response Coordinator::Impl::route(const Request& req) {
   }
   if (top == "query" && s.size() == 2) {
     if (auto e = method("POST")) return *e;
-    return h_query(body);
+    return h_query(body, req.can_defer);
   }
   return not_found();
 }

@@ -207,7 +207,8 @@ struct Coordinator::Impl {
   Response h_get_logs(int64_t run_id, const Target& t, bool wait_expired);
   Response h_get_metrics(int64_t run_id, const Target& t);
   Response h_workers();
-  Response h_query(const Json& body);
+  // Runs the SQL inline, or (defer) returns it as Response::deferred.
+  Response h_query(const Json& body, bool defer);
 };
 
 }  // namespace assay::coordinator

@@ -1,4 +1,6 @@
 // User-side endpoints: sweeps, runs, logs, metrics, workers, read-only SQL.
+#include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -348,7 +350,7 @@ Response Coordinator::Impl::h_get_logs(int64_t run_id, const Target& t, bool wai
   if (data.empty() && !terminal && *wait_s > 0 && !wait_expired) {
     Response w;
     w.retry = true;
-    w.wait_s = std::min(*wait_s, 25.0);
+    w.wait_s = std::min(*wait_s, kLongPollCapS);
     return w;
   }
   int64_t next = *offset + static_cast<int64_t>(data.size());
@@ -408,13 +410,21 @@ Response Coordinator::Impl::h_workers() {
   return json_response(200, {{"workers", out}});
 }
 
-Response Coordinator::Impl::h_query(const Json& body) {
-  auto sql = get_string(body, "sql");
-  if (!sql.ok()) return error_response(400, "bad_request", sql.status().message());
-  auto max_rows = get_int(body, "max_rows", 10000);
-  if (!max_rows.ok() || *max_rows < 1 || *max_rows > 1000000)
-    return error_response(400, "bad_request", "field 'max_rows': expected 1..1000000");
-  auto res = store::query_readonly(opts.db_path, *sql, static_cast<size_t>(*max_rows));
+namespace {
+
+Json cell_json(const store::Cell& c) {
+  if (std::holds_alternative<std::monostate>(c)) return nullptr;
+  if (auto* i = std::get_if<int64_t>(&c)) return *i;
+  if (auto* d = std::get_if<double>(&c)) return std::isfinite(*d) ? Json(*d) : Json(nullptr);
+  return std::get<std::string>(c);
+}
+
+// Runs on whichever thread the server chose: touches nothing of the
+// Coordinator, only its own read-only connection.
+Response run_query(const std::string& db_path, const std::string& sql,
+                   store::QueryLimits limits, const std::atomic<bool>* cancel) {
+  limits.cancel = cancel;
+  auto res = store::query_readonly(db_path, sql, limits);
   if (!res.ok()) {
     if (res.status().code() == Code::kPermissionDenied)
       return error_response(403, "forbidden", res.status().message());
@@ -425,15 +435,35 @@ Response Coordinator::Impl::h_query(const Json& body) {
   Json rows = Json::array();
   for (auto& row : res->rows) {
     Json jr = Json::array();
-    for (auto& c : row) {
-      if (std::holds_alternative<std::monostate>(c)) jr.push_back(nullptr);
-      else if (auto* i = std::get_if<int64_t>(&c)) jr.push_back(*i);
-      else if (auto* d = std::get_if<double>(&c)) jr.push_back(std::isfinite(*d) ? Json(*d) : Json(nullptr));
-      else jr.push_back(std::get<std::string>(c));
-    }
+    for (auto& c : row) jr.push_back(cell_json(c));
     rows.push_back(std::move(jr));
   }
   return json_response(200, {{"columns", res->columns}, {"rows", rows}, {"truncated", res->truncated}});
+}
+
+}  // namespace
+
+Response Coordinator::Impl::h_query(const Json& body, bool defer) {
+  auto sql = get_string(body, "sql");
+  if (!sql.ok()) return error_response(400, "bad_request", sql.status().message());
+  const int64_t cap = static_cast<int64_t>(opts.query_max_rows);
+  auto max_rows = get_int(body, "max_rows", std::min<int64_t>(10000, cap));
+  if (!max_rows.ok() || *max_rows < 1 || *max_rows > cap)
+    return error_response(400, "bad_request",
+                          "field 'max_rows': expected 1.." + std::to_string(cap) +
+                              " (the coordinator's row budget, --query-max-rows), got " +
+                              (max_rows.ok() ? std::to_string(*max_rows)
+                                             : describe(body.value("max_rows", Json()))));
+  store::QueryLimits limits;
+  limits.max_rows = static_cast<size_t>(*max_rows);
+  limits.time_budget_s = opts.query_time_budget_s;
+  limits.budget_name = "the coordinator's --query-time-budget";
+  if (!defer) return run_query(opts.db_path, *sql, limits, nullptr);
+  Response r;
+  r.deferred = [db = opts.db_path, sql = *sql, limits](const std::atomic<bool>& cancel) {
+    return run_query(db, sql, limits, &cancel);
+  };
+  return r;
 }
 
 }  // namespace assay::coordinator

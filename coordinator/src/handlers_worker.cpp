@@ -69,6 +69,25 @@ std::string cuda_oom_line(const std::string& text) {
   return "";
 }
 
+// A metric name becomes a column of the runs_wide view and a label in every
+// client; a control character (NUL above all) has no place in either.
+// Steps beyond 2^53 would not survive the double that carries them.
+Status check_point(const MetricBatch::Point& p, size_t i) {
+  const std::string at = "points[" + std::to_string(i) + "]";
+  if (p.key.empty() || p.key.size() > 256)
+    return Status::Invalid(at + ".key: expected 1..256 characters, got " +
+                           std::to_string(p.key.size()));
+  for (unsigned char c : p.key)
+    if (c < 0x20 || c == 0x7f)
+      return Status::Invalid(at + ".key: expected a name without control characters, got " +
+                             dump_json(Json(p.key)));
+  constexpr int64_t kMaxStep = (int64_t{1} << 53) - 1;
+  if (p.step < -kMaxStep || p.step > kMaxStep)
+    return Status::Invalid(at + ".step: expected an integer in -" + std::to_string(kMaxStep) +
+                           ".." + std::to_string(kMaxStep) + ", got " + std::to_string(p.step));
+  return Status::Ok();
+}
+
 Result<std::string> worker_id_of(const Json& body) {
   ASSAY_ASSIGN_OR_RETURN(auto id, get_string(body, "worker_id"));
   if (!valid_worker_id(id))
@@ -273,7 +292,7 @@ Response Coordinator::Impl::h_lease(const Json& body, bool wait_expired) {
     if (wait_s > 0 && !wait_expired) {
       Response r;
       r.retry = true;
-      r.wait_s = std::min(wait_s, 25.0);
+      r.wait_s = std::min(wait_s, kLongPollCapS);
       return r;
     }
     return json_response(200, {{"runs", Json::array()}});
@@ -541,10 +560,10 @@ Response Coordinator::Impl::h_metrics_batch(int64_t run_id, MetricBatch b) {
   const std::optional<int64_t> seq = b.batch_seq;
   if (seq && *seq < 0) return bad(Status::Invalid("field 'batch_seq': expected >= 0"));
   if (b.points.size() > opts.max_points_per_batch) return too_many_points(b.points.size());
-  for (size_t i = 0; i < b.points.size(); ++i)
-    if (b.points[i].key.empty() || b.points[i].key.size() > 256)
-      return bad(Status::Invalid("points[" + std::to_string(i) +
-                                 "].key: expected 1..256 characters"));
+  for (size_t i = 0; i < b.points.size(); ++i) {
+    Status st = check_point(b.points[i], i);
+    if (!st.ok()) return bad(st);
+  }
   Response err;
   auto r = worker_run(run_id, id, attempt, true, &err);
   if (!r) return err;

@@ -1,6 +1,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
+#include <limits>
 
 #include "core_internal.h"
 
@@ -105,6 +106,12 @@ Result<T> missing(const char* key, std::optional<T> dflt, const char* what) {
 Result<int64_t> get_int(const Json& obj, const char* key, std::optional<int64_t> dflt) {
   auto it = obj.find(key);
   if (it == obj.end() || (it->is_null() && dflt)) return missing<int64_t>(key, dflt, "integer");
+  // An unsigned value past INT64_MAX would wrap to a negative number.
+  if (it->is_number_unsigned() &&
+      it->get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
+    return Status::Invalid(std::string("field '") + key +
+                           "': expected an integer in the 64-bit signed range, got " +
+                           describe(*it));
   if (it->is_number_integer()) return it->get<int64_t>();
   if (it->is_number_float()) {
     double d = it->get<double>();

@@ -1,10 +1,13 @@
 // HTTP/1.1 server: one listener coroutine, one coroutine per connection, all
 // on a single io_context thread, so the Coordinator needs no locking. An
 // asynchronous handler (serve_http_async) answers from another thread by
-// posting its reply back to that thread.
+// posting its reply back to that thread; so does Response::deferred work,
+// which runs on a DeferredPool. Long-polls sleep until a request that may
+// have changed state was handled (or a tick wrote), then re-ask their handler.
 #include <utility>  // before Asio: GCC 12 + Boost 1.74 need std::exchange declared
 
 #include <boost/asio.hpp>
+#include <boost/asio/redirect_error.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
@@ -14,8 +17,13 @@
 #include <limits>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <set>
+
+#include <nlohmann/json.hpp>
 
 #include "assay/coordinator.h"
+#include "deferred_pool.h"
 
 namespace assay::coordinator {
 
@@ -25,6 +33,8 @@ namespace http = beast::http;
 using tcp = net::ip::tcp;
 
 namespace {
+
+constexpr size_t kMaxHeaderBytes = 64 * 1024;  // request line plus header fields
 
 // Group commit bookkeeping (see CommitHooks). Batches are numbered by the
 // commit that closes them: requests handled while `done` commits have run
@@ -43,6 +53,10 @@ struct Gate {
   bool open = true;
 };
 
+// The timers of parked long-polls. Shared, so that a coroutine frame
+// destroyed along with the io_context can still unregister itself.
+using Waiters = std::set<net::steady_timer*>;
+
 struct ServerState {
   const HttpHandler* handler;         // exactly one of the two is set
   const AsyncHttpHandler* async_handler;
@@ -54,7 +68,14 @@ struct ServerState {
   size_t active = 0;
   Batches batches;
   std::shared_ptr<Gate> gate = std::make_shared<Gate>();
+  std::shared_ptr<Waiters> waiters = std::make_shared<Waiters>();
+  std::unique_ptr<DeferredPool> pool;  // created by run_server
 };
+
+// Something may have changed: every parked long-poll asks its handler again.
+void wake_waiters(ServerState& st) {
+  for (net::steady_timer* t : *st.waiters) t->cancel();
+}
 
 // An asynchronous answer on its way to the connection that waits for it.
 // Only the server thread touches it (the reply posts there).
@@ -141,16 +162,130 @@ http::response<http::string_body> to_http(const Response& r, unsigned version, b
   return res;
 }
 
+// The message may quote the request (its target, say): serialised, never
+// concatenated, and invalid UTF-8 becomes U+FFFD instead of a throw.
 Response plain_error(int status, const std::string& code, const std::string& msg) {
   Response r;
   r.status = status;
-  r.body = "{\"error\":{\"code\":\"" + code + "\",\"message\":\"" + msg + "\"}}";
+  nlohmann::json j = {{"error", {{"code", code}, {"message", msg}}}};
+  r.body = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   return r;
+}
+
+// The answer to a request Beast could not parse, or none when the peer just
+// went away (closed, timed out) and nobody is left to read it.
+std::optional<Response> malformed(const beast::error_code& ec) {
+  if (ec == http::error::header_limit)
+    return plain_error(431, "header_too_large",
+                       "request header exceeds " + std::to_string(kMaxHeaderBytes) + " bytes");
+  if (ec.category() != beast::error_code(http::error::bad_target).category()) return std::nullopt;
+  if (ec == http::error::end_of_stream || ec == http::error::partial_message ||
+      ec == http::error::need_more || ec == http::error::need_buffer ||
+      ec == http::error::body_limit)
+    return std::nullopt;
+  return plain_error(400, "bad_request", "malformed HTTP request: " + ec.message());
 }
 
 std::chrono::steady_clock::duration secs(double s) {
   return std::chrono::duration_cast<std::chrono::steady_clock::duration>(
       std::chrono::duration<double>(s));
+}
+
+// Runs Response::deferred on the pool and waits (without blocking the
+// thread) for what it returns.
+net::awaitable<Response> run_deferred(ServerState& st, Response::Deferred work) {
+  auto ex = co_await net::this_coro::executor;
+  net::steady_timer wake(ex, net::steady_timer::time_point::max());
+  auto pending = std::make_shared<Pending>();
+  pending->wake = &wake;
+  struct Unhook {
+    Pending& p;
+    ~Unhook() { p.wake = nullptr; }
+  } unhook{*pending};
+  auto job = [pending, gate = st.gate, ex, work = std::move(work)](const std::atomic<bool>& cancel) {
+    Response r;
+    try {
+      r = work(cancel);
+    } catch (const std::exception& e) {
+      r = plain_error(500, "internal", std::string("unexpected error: ") + e.what());
+    }
+    std::lock_guard<std::mutex> lock(gate->mu);
+    if (!gate->open) return;
+    net::post(ex, [pending, r = std::move(r)]() mutable {
+      pending->resp = std::move(r);
+      pending->done = true;
+      if (pending->wake) pending->wake->cancel();
+    });
+  };
+  if (!st.pool->submit(std::move(job)))
+    co_return plain_error(503, "unavailable",
+                          "too busy: " + std::to_string(st.pool->max_jobs()) +
+                              " slow requests (queries) are already queued or running; retry later");
+  while (!pending->done) {
+    try {
+      co_await wake.async_wait(net::use_awaitable);
+    } catch (const boost::system::system_error&) {
+      // cancelled: the answer arrived
+    }
+  }
+  co_return std::move(pending->resp);
+}
+
+// One answer from the handler, with its deferred work done.
+net::awaitable<Response> answer(ServerState& st, const Request& req) {
+  // No co_await inside ?: (GCC 12 destroys the temporary twice).
+  Response resp;
+  if (st.async_handler) {
+    resp = co_await call_async(st, req);
+  } else {
+    resp = (*st.handler)(req);
+  }
+  if (resp.deferred) {
+    auto work = std::move(resp.deferred);
+    resp = co_await run_deferred(st, std::move(work));
+  }
+  co_return resp;
+}
+
+// A long-poll: sleeps until something may have changed (wake_waiters) or the
+// wait is over, re-asking the handler each time; the last ask has
+// wait_expired set.
+net::awaitable<Response> hold(ServerState& st, Request& req, Response resp) {
+  auto deadline = std::chrono::steady_clock::now() + secs(std::min(resp.wait_s, kLongPollCapS));
+  net::steady_timer timer(co_await net::this_coro::executor);
+  struct Registered {
+    std::shared_ptr<Waiters> set;
+    net::steady_timer* t;
+    ~Registered() { set->erase(t); }
+  } reg{st.waiters, &timer};
+  st.waiters->insert(&timer);
+  while (resp.retry) {
+    if (std::chrono::steady_clock::now() < deadline) {
+      timer.expires_at(deadline);
+      try {
+        co_await timer.async_wait(net::use_awaitable);
+      } catch (const boost::system::system_error&) {
+        // woken early: something may have changed
+      }
+    }
+    if (std::chrono::steady_clock::now() >= deadline) req.wait_expired = true;
+    resp = co_await answer(st, req);
+  }
+  co_return resp;
+}
+
+// After an error answer that ends the connection: stop sending, then read
+// and drop what the client still sends (bounded), because closing with
+// unread bytes resets the connection and the client could lose the answer.
+net::awaitable<void> drain(beast::tcp_stream& stream) {
+  beast::error_code ec;
+  stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+  std::vector<char> sink(64 * 1024);
+  size_t drained = 0;
+  stream.expires_after(std::chrono::seconds(2));
+  while (drained < (256u << 20)) {
+    drained += co_await stream.async_read_some(net::buffer(sink), net::use_awaitable);
+  }
 }
 
 net::awaitable<void> session(tcp::socket socket, ServerState& st) {
@@ -166,7 +301,7 @@ net::awaitable<void> session(tcp::socket socket, ServerState& st) {
   try {
     for (;;) {
       http::request_parser<http::string_body> parser;
-      parser.header_limit(64 * 1024);
+      parser.header_limit(kMaxHeaderBytes);
       // No limit while reading the header (Beast would fail the header read
       // itself; boost::none misbehaves in 1.74); the size is checked below so
       // the client gets a 413.
@@ -175,34 +310,37 @@ net::awaitable<void> session(tcp::socket socket, ServerState& st) {
       // Read the header first: answer "Expect: 100-continue" and refuse an
       // oversized body before it is sent.
       bool too_large = false;
-      try {
-        co_await http::async_read_header(stream, buffer, parser, net::use_awaitable);
-      } catch (const boost::system::system_error& e) {
-        if (e.code() == http::error::end_of_stream) break;
-        throw;
-      }
-      auto& hdr = parser.get();
-      if (parser.content_length() && *parser.content_length() > st.max_body) {
+      beast::error_code ec;
+      co_await http::async_read_header(stream, buffer, parser,
+                                       net::redirect_error(net::use_awaitable, ec));
+      if (ec == http::error::end_of_stream) break;
+      std::optional<Response> bad;
+      if (ec && !(bad = malformed(ec))) throw boost::system::system_error(ec);
+      if (!bad && parser.content_length() && *parser.content_length() > st.max_body) {
         too_large = true;
-      } else {
+      } else if (!bad) {
+        auto& hdr = parser.get();
         parser.body_limit(st.max_body);  // also bounds chunked bodies
         if (beast::iequals(hdr[http::field::expect], "100-continue")) {
           http::response<http::empty_body> cont{http::status::continue_, hdr.version()};
           co_await http::async_write(stream, cont, net::use_awaitable);
         }
-        try {
-          co_await http::async_read(stream, buffer, parser, net::use_awaitable);
-        } catch (const boost::system::system_error& e) {
-          if (e.code() != http::error::body_limit) throw;
-          too_large = true;
-        }
+        co_await http::async_read(stream, buffer, parser,
+                                  net::redirect_error(net::use_awaitable, ec));
+        if (ec == http::error::body_limit) too_large = true;
+        else if (ec && !(bad = malformed(ec))) throw boost::system::system_error(ec);
       }
       auto& hreq = parser.get();
-      bool keep_alive = hreq.keep_alive() && !too_large && !over_limit;
+      const bool close_after = too_large || bad.has_value();
+      bool keep_alive = !close_after && hreq.keep_alive() && !over_limit;
       Response resp;
-      if (too_large) {
+      if (bad) {
+        resp = std::move(*bad);
+      } else if (too_large) {
         resp = plain_error(413, "payload_too_large",
-                           "request body exceeds " + std::to_string(st.max_body) + " bytes");
+                           "body of " + std::string(hreq.method_string()) + " " +
+                               std::string(hreq.target()) + " exceeds " +
+                               std::to_string(st.max_body) + " bytes");
       } else if (over_limit) {
         resp = plain_error(503, "unavailable", "too many connections; retry later");
       } else {
@@ -211,44 +349,22 @@ net::awaitable<void> session(tcp::socket socket, ServerState& st) {
         req.target = std::string(hreq.target());
         req.authorization = std::string(hreq[http::field::authorization]);
         req.body = std::move(hreq.body());
-        if (st.async_handler) {
-          resp = co_await call_async(st, req);
-        } else {
-          resp = (*st.handler)(req);
-        }
-        if (resp.retry && st.handler) {
-          // Long-poll: re-ask until something turns up or the wait ends.
-          auto deadline = std::chrono::steady_clock::now() + secs(resp.wait_s);
-          net::steady_timer timer(co_await net::this_coro::executor);
-          while (resp.retry) {
-            if (std::chrono::steady_clock::now() >= deadline) req.wait_expired = true;
-            if (!req.wait_expired) {
-              timer.expires_after(std::chrono::milliseconds(20));
-              co_await timer.async_wait(net::use_awaitable);
-            }
-            resp = (*st.handler)(req);
-          }
-        }
+        req.can_defer = true;
+        resp = co_await answer(st, req);
+        // A request that may have changed state (anything but a read, and
+        // not a long-poll that found nothing) wakes the parked long-polls.
+        if (req.method != "GET" && !resp.retry) wake_waiters(st);
+        if (resp.retry) resp = co_await hold(st, req, std::move(resp));
       }
       if (!co_await await_commit(st)) {
         resp = plain_error(503, "unavailable",
                            "the change could not be committed: " + st.batches.failure);
       }
-      auto res = to_http(resp, hreq.version(), keep_alive, st.opts.server_name);
+      // A malformed request may not even have a version: answer in HTTP/1.1.
+      auto res = to_http(resp, bad ? 11 : hreq.version(), keep_alive, st.opts.server_name);
       stream.expires_after(timeout);
       co_await http::async_write(stream, res, net::use_awaitable);
-      if (too_large) {
-        // Closing with unread bytes would reset the connection and the client
-        // could lose the 413; read and drop the rest of its body (bounded).
-        beast::error_code ec;
-        stream.socket().shutdown(tcp::socket::shutdown_send, ec);
-        std::vector<char> sink(64 * 1024);
-        size_t drained = 0;
-        stream.expires_after(std::chrono::seconds(2));
-        while (drained < (256u << 20)) {
-          drained += co_await stream.async_read_some(net::buffer(sink), net::use_awaitable);
-        }
-      }
+      if (close_after) co_await drain(stream);
       if (!keep_alive) break;
     }
   } catch (const boost::system::system_error&) {
@@ -298,7 +414,11 @@ net::awaitable<void> ticker(ServerState& st, const std::atomic<bool>* stop_flag,
     if (std::chrono::steady_clock::now() - last_tick >= secs(st.opts.tick_s)) {
       last_tick = std::chrono::steady_clock::now();
       if (st.on_tick) st.on_tick();
-      if (st.hooks.pending && st.hooks.pending()) schedule_commit(st);
+      if (st.hooks.pending && st.hooks.pending()) {
+        // The tick changed something (an expired lease requeued a run).
+        schedule_commit(st);
+        wake_waiters(st);
+      }
     }
   }
 }
@@ -340,11 +460,16 @@ Status run_server(ServerState& st, net::io_context& ioc, const std::atomic<bool>
   });
   net::co_spawn(ioc, listener(acceptor, st), net::detached);
   net::co_spawn(ioc, ticker(st, stop_flag, ioc), net::detached);
+  st.pool = std::make_unique<DeferredPool>(opts.deferred_threads, opts.max_deferred);
   if (opts.on_listening) opts.on_listening(port);
   ioc.run();
   // Replies that come later are dropped (the io_context goes away next).
-  std::lock_guard<std::mutex> lock(st.gate->mu);
-  st.gate->open = false;
+  {
+    std::lock_guard<std::mutex> lock(st.gate->mu);
+    st.gate->open = false;
+  }
+  // Interrupts running queries and waits for their threads.
+  st.pool.reset();
   return Status::Ok();
 }
 

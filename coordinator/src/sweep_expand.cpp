@@ -51,6 +51,36 @@ Json draw(const Dim& d, SplitMix64& rng) {
   return nullptr;
 }
 
+// Bounds a draw can be computed from without overflow: a finite span for
+// uniform (else inf/NaN, rendered as null), |n| < 2^53 for int (else the cast
+// to int64 is undefined and gave INT64_MIN). The spec parser refuses these
+// already; a spec built in code gets the same answer here.
+Status check_random(const Dim& d, const std::string& sweep, const std::string& name) {
+  auto bad = [&](const std::string& what, double low, double high) {
+    Json l = low, h = high;
+    return Status::Invalid("sweep " + sweep + ": /space/" + name + ": expected " + what +
+                           ", got low " + l.dump() + " and high " + h.dump());
+  };
+  constexpr double kMaxInt = 9007199254740991.0;  // 2^53 - 1
+  switch (d.kind) {
+    case Dim::Kind::kUniform:
+      if (!std::isfinite(d.low) || !std::isfinite(d.high) || !std::isfinite(d.high - d.low))
+        return bad("finite bounds with a finite span high - low", d.low, d.high);
+      break;
+    case Dim::Kind::kLogUniform:
+      if (!(d.low > 0) || !std::isfinite(d.high))
+        return bad("finite bounds > 0", d.low, d.high);
+      break;
+    case Dim::Kind::kInt:
+      if (!(std::fabs(d.low) <= kMaxInt) || !(std::fabs(d.high) <= kMaxInt))
+        return bad("integer bounds in -9007199254740991..9007199254740991", d.low, d.high);
+      break;
+    default:
+      break;
+  }
+  return Status::Ok();
+}
+
 bool is_ident_char(char c) {
   return std::isalnum(static_cast<unsigned char>(c)) || c == '_';
 }
@@ -133,6 +163,7 @@ Result<std::vector<ExpandedRun>> expand_sweep(const schemas::SweepSpec& spec) {
                                ": expected a non-empty grid, got []");
       grid.emplace_back(name, &dim);
     } else {
+      ASSAY_RETURN_IF_ERROR(check_random(dim, spec.name, name));
       random.emplace_back(name, &dim);
     }
   }

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "assay/json_limits.h"
 #include "assay/engine.h"
 #include "tokenizer_internal.h"
 
@@ -199,12 +200,11 @@ Result<std::unique_ptr<Tokenizer>> load_tokenizer(const std::string& dir) {
   const fs::path cfg = d / "tokenizer_config.json";
   nlohmann::json j = nlohmann::json::object();
   if (fs::exists(cfg)) {
-    std::ifstream f(cfg);
-    try {
-      j = nlohmann::json::parse(f);
-    } catch (const nlohmann::json::exception& e) {
-      return Status::Corruption(cfg.string() + ": not valid JSON: " + e.what());
-    }
+    std::ifstream f(cfg, std::ios::binary);
+    const std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    auto parsed = parse_json(text, cfg.string());
+    if (!parsed.ok()) return Status::Corruption(parsed.status().message());
+    j = std::move(*parsed);
     if (!j.is_object()) return Status::Corruption(cfg.string() + ": must be a JSON object");
   }
   bool add_bos = false;

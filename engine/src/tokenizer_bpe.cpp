@@ -9,6 +9,7 @@
 #include <sstream>
 #include <unordered_map>
 
+#include "assay/json_limits.h"
 #include "assay/engine.h"
 #include "tokenizer_internal.h"
 
@@ -243,13 +244,14 @@ class BpeTokenizer final : public Tokenizer {
 };
 
 Status read_json(const std::string& path, nlohmann::json* out) {
-  std::ifstream f(path);
+  std::ifstream f(path, std::ios::binary);
   if (!f) return Status::IoError(path + ": cannot open");
-  try {
-    *out = nlohmann::json::parse(f);
-  } catch (const nlohmann::json::exception& e) {
-    return Status::Corruption(path + ": not valid JSON: " + e.what());
-  }
+  const std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  // A tokenizer.json is deep only by accident or malice: the depth limit
+  // keeps a crafted file from exhausting the stack.
+  auto parsed = parse_json(text, path);
+  if (!parsed.ok()) return Status::Corruption(parsed.status().message());
+  *out = std::move(*parsed);
   return Status::Ok();
 }
 

@@ -1,4 +1,5 @@
 // Recipe dispatch, environment, and the config field reference for --help.
+#include "assay/json_limits.h"
 #include "assay/train.h"
 
 #include <cstdlib>
@@ -38,8 +39,8 @@ Status apply_override(detail::Json& doc, const std::string& o) {
   if (eq == std::string::npos || eq == 0)
     return Status::Invalid("--set '" + o + "': expected KEY=VALUE, e.g. objective.type=rkl");
   const std::string key = o.substr(0, eq), raw = o.substr(eq + 1);
-  Json value = Json::parse(raw, nullptr, /*allow_exceptions=*/false);
-  if (value.is_discarded()) value = raw;  // a bare word is a string
+  auto parsed = parse_json(raw, "--set " + key);
+  Json value = parsed.ok() ? std::move(*parsed) : Json(raw);  // a bare word is a string
   Json* at = &doc;
   std::size_t start = 0;
   for (;;) {
@@ -64,8 +65,9 @@ Result<RunSummary> run_recipe_text(const std::string& recipe, const std::string&
                                    const std::string& source, const RunEnv& env,
                                    const std::vector<std::string>& overrides) {
   using detail::Json;
-  Json doc = Json::parse(original, nullptr, /*allow_exceptions=*/false);
-  if (doc.is_discarded()) return Status::Invalid(source + ": not valid JSON");
+  auto parsed = parse_json(original, source);
+  if (!parsed.ok()) return Status::Invalid(parsed.status().message());
+  Json doc = std::move(*parsed);
   if (!doc.is_object()) return Status::Invalid(source + ": expected a JSON object at the top level");
   for (const auto& o : overrides) ASSAY_RETURN_IF_ERROR(apply_override(doc, o));
   // The effective config: hashed into checkpoints and saved with the run.

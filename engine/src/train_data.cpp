@@ -4,6 +4,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "assay/json_limits.h"
 #include "assay/datagen.h"
 #include "train_internal.h"
 
@@ -34,9 +35,9 @@ Status for_each_jsonl(const std::string& path,
   while (std::getline(in, line)) {
     ++no;
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    Json j = Json::parse(line, nullptr, /*allow_exceptions=*/false);
-    if (j.is_discarded())
-      return Status::Invalid(path + ":" + std::to_string(no) + ": not valid JSON");
+    auto parsed = parse_json(line, path + ":" + std::to_string(no));
+    if (!parsed.ok()) return Status::Invalid(parsed.status().message());
+    Json j = std::move(*parsed);
     if (!j.is_object())
       return Status::Invalid(path + ":" + std::to_string(no) + ": expected a JSON object");
     ASSAY_RETURN_IF_ERROR(fn(no, j));

@@ -5,6 +5,7 @@
 #include <fstream>
 #include <map>
 
+#include "assay/json_limits.h"
 #include "assay/evals_data.h"
 #include "assay/jsonl.h"
 
@@ -36,8 +37,10 @@ Result<std::vector<TextItem>> load_text_items(const std::string& path) {
       continue;
     }
     const std::string where = path + ":" + std::to_string(lineno);
-    auto j = nlohmann::json::parse(line, nullptr, false);
-    if (j.is_discarded() || !j.is_object()) return Status::Corruption(where + ": not a JSON object");
+    auto parsed = parse_json(line, where);
+    if (!parsed.ok()) return Status::Corruption(parsed.status().message());
+    const nlohmann::json& j = *parsed;
+    if (!j.is_object()) return Status::Corruption(where + ": not a JSON object");
     if (j.contains("id")) it.id = j["id"].is_string() ? j["id"].get<std::string>() : j["id"].dump();
     if (j.contains("question") && j.contains("answer")) {
       ASSAY_ASSIGN_OR_RETURN(it.question, str(j, "question", where));

@@ -9,6 +9,7 @@
 #include <mutex>
 #include <thread>
 
+#include "assay/json_limits.h"
 #include "assay/evals_http.h"
 
 namespace assay::evals {
@@ -59,8 +60,9 @@ Status post_once(const std::string& url, const std::string& api_key, const std::
 
 // The server's error message, if the body is {"error": {"message": ...}} or similar.
 std::string server_message(const std::string& body) {
-  auto j = nlohmann::json::parse(body, nullptr, false);
-  if (!j.is_discarded() && j.is_object() && j.contains("error")) {
+  auto parsed = parse_json(body, "reply");
+  const nlohmann::json j = parsed.ok() ? std::move(*parsed) : nlohmann::json();
+  if (j.is_object() && j.contains("error")) {
     const auto& e = j["error"];
     if (e.is_object() && e.contains("message") && e["message"].is_string())
       return e["message"].get<std::string>();
@@ -224,8 +226,9 @@ void HttpBackend::resolve_auto_bos() {
     bos_note_ = "tokenize probe: POST " + url + ": HTTP " + std::to_string(reply.status);
     return;
   }
-  auto j = nlohmann::json::parse(reply.body, nullptr, false);
-  if (j.is_discarded() || !j.is_object() || !j.contains("tokens") || !j["tokens"].is_array()) {
+  auto parsed = parse_json(reply.body, "reply");
+  const nlohmann::json j = parsed.ok() ? std::move(*parsed) : nlohmann::json();
+  if (!j.is_object() || !j.contains("tokens") || !j["tokens"].is_array()) {
     bos_note_ = "tokenize probe: POST " + url + ": reply has no \"tokens\" list";
     return;
   }
@@ -286,10 +289,10 @@ Result<nlohmann::json> HttpBackend::post(const nlohmann::json& body) const {
     if (reply.status != 200)
       return Status::Invalid("POST " + url_ + ": HTTP " + std::to_string(reply.status) + ": " +
                              server_message(reply.body));
-    auto j = nlohmann::json::parse(reply.body, nullptr, false);
-    if (j.is_discarded())
-      return Status::Corruption("POST " + url_ + ": reply is not JSON: " + reply.body.substr(0, 200));
-    return j;
+    auto j = parse_json(reply.body, "POST " + url_ + ": reply");
+    if (!j.ok())
+      return Status::Corruption(j.status().message() + ": " + reply.body.substr(0, 200));
+    return std::move(*j);
   }
   return last.with_context("after " + std::to_string(opts_.max_retries + 1) + " attempts");
 }

@@ -6,6 +6,7 @@
 #include <map>
 
 #include "assay/evals_gsm8k.h"
+#include "assay/jsonl.h"
 
 namespace assay::evals {
 namespace {
@@ -30,19 +31,12 @@ struct Line {
 
 // Every non-empty line parsed as a JSON object.
 Result<std::vector<Line>> read_lines(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return Status::IoError(path + ": cannot open predictions file");
   std::vector<Line> out;
-  std::string line;
-  int64_t lineno = 0;
-  while (std::getline(in, line)) {
-    ++lineno;
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    const std::string where = path + ":" + std::to_string(lineno);
-    auto j = json::parse(line, nullptr, false);
-    if (j.is_discarded() || !j.is_object()) return Status::Corruption(where + ": not a JSON object");
-    out.push_back({std::move(j), where});
-  }
+  ASSAY_RETURN_IF_ERROR(for_each_jsonl_object(
+      path, "predictions file", [&](const json& j, const std::string& where) {
+        out.push_back({j, where});
+        return Status::Ok();
+      }));
   return out;
 }
 

@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "assay/json_limits.h"
 #include "assay/engine.h"
 #include "assay/evals_scores.h"
 #include "assay/evals_tasks.h"
@@ -52,8 +53,11 @@ Result<std::vector<std::string>> find_train_data(const EvalContext& c, const std
   if (!in)
     return Status::NotFound("no training data: pass --data FILE (the examples named in " +
                             transcript + ")");
-  nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
-  if (j.is_discarded() || !j.contains("data") || !j["data"].contains("train"))
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto parsed = parse_json(text, cfg.string());
+  if (!parsed.ok()) return Status::Invalid(parsed.status().message() + "; pass --data FILE");
+  const nlohmann::json& j = *parsed;
+  if (!j.is_object() || !j.contains("data") || !j["data"].is_object() || !j["data"].contains("train"))
     return Status::Invalid(cfg.string() + ": expected data.train; pass --data FILE");
   std::vector<std::string> raw;
   const nlohmann::json& t = j["data"]["train"];

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <optional>
 
+#include "assay/json_limits.h"
 #include "assay/evals_http.h"
 #include "assay/evals_native.h"
 #include "serve_internal.h"
@@ -134,8 +135,9 @@ ApiReply error_reply(int status, const std::string& message, const std::string& 
 
 std::optional<ApiReply> parse_completion(const std::string& body, const NativeBackend& be,
                                          const std::string& model_name, Completion* out) {
-  json j = json::parse(body, nullptr, false);
-  if (j.is_discarded()) return error_reply(400, "request body is not valid JSON");
+  auto parsed = parse_json(body, "request body");
+  if (!parsed.ok()) return error_reply(400, parsed.status().message());
+  const json& j = *parsed;
   if (!j.is_object()) return error_reply(400, "request body must be a JSON object");
   if (auto e = check_model(j, model_name)) return e;
   if (!j.contains("prompt")) return error_reply(400, "missing field \"prompt\"", "prompt");
@@ -262,9 +264,10 @@ std::optional<ApiReply> answer_light(const NativeBackend& be, const std::string&
   if (path == "/tokenize" || path == "/detokenize" || path == "/v1/tokenize" ||
       path == "/v1/detokenize") {
     if (auto e = want("POST")) return e;
-    json j = json::parse(body, nullptr, false);
-    if (j.is_discarded() || !j.is_object())
-      return error_reply(400, "request body must be a JSON object");
+    auto parsed = parse_json(body, "request body");
+    if (!parsed.ok()) return error_reply(400, parsed.status().message());
+    const json& j = *parsed;
+    if (!j.is_object()) return error_reply(400, "request body must be a JSON object");
     return path.ends_with("/tokenize") ? tokenize(be, model_name, j) : detokenize(be, model_name, j);
   }
   if (path == "/v1/completions") {

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "assay/json_limits.h"
 #include "assay/validate.h"
 
 namespace assay::schemas {
@@ -47,6 +48,11 @@ Result<Dimension> read_dimension(const Json& j, const std::string& ptr, std::str
     return Status::Invalid(std::string(source) + ": " + ptr + "/high: expected a number " +
                            (d.kind == Dimension::Kind::kInt ? ">= " : "> ") + "low (" +
                            Json(j["low"]).dump() + "), got " + j["high"].dump());
+  // A draw is low + u * (high - low): an infinite span would draw inf or NaN.
+  if (d.kind == Dimension::Kind::kUniform && !std::isfinite(d.high - d.low))
+    return Status::Invalid(std::string(source) + ": " + ptr +
+                           "/high: expected high - low to be a finite number, got low " +
+                           j["low"].dump() + " and high " + j["high"].dump());
   return d;
 }
 
@@ -142,12 +148,14 @@ Result<SuiteSpec> parse_suite_spec(const Json& doc, std::string_view source) {
 
 namespace {
 
+// 0..2^53-1, the step range metric-line.schema.json allows.
 bool nonneg_integer(const Json& v) {
-  if (v.is_number_unsigned()) return true;
-  if (v.is_number_integer()) return v.get<int64_t>() >= 0;
+  constexpr int64_t kMax = (int64_t{1} << 53) - 1;
+  if (v.is_number_unsigned()) return v.get<uint64_t>() <= uint64_t(kMax);
+  if (v.is_number_integer()) return v.get<int64_t>() >= 0 && v.get<int64_t>() <= kMax;
   if (v.is_number_float()) {
     double d = v.get<double>();
-    return d >= 0 && d == std::floor(d) && d < 9.2e18;
+    return d >= 0 && d == std::floor(d) && d <= double(kMax);
   }
   return false;
 }
@@ -174,7 +182,7 @@ bool fast_metric_line(const Json& doc, MetricLine* m) {
       const std::string& k = it.key();
       if (k.empty() || k.size() > 200 || !it.value().is_number()) return false;
       for (unsigned char ch : k)
-        if (ch >= 0x80) return false;
+        if (ch >= 0x7f || ch < 0x20) return false;
       m->metrics[k] = it.value().get<double>();
     }
   }
@@ -183,13 +191,28 @@ bool fast_metric_line(const Json& doc, MetricLine* m) {
   return true;
 }
 
+// A metric name becomes a label in every client and a column of the
+// database's runs_wide view: control characters (NUL above all) have no place
+// there, and the coordinator refuses them.
+Status check_metric_names(const Json& doc) {
+  if (!doc.is_object() || !doc.contains("metrics") || !doc["metrics"].is_object())
+    return Status::Ok();
+  for (auto it = doc["metrics"].begin(); it != doc["metrics"].end(); ++it)
+    for (unsigned char c : it.key())
+      if (c < 0x20 || c == 0x7f)
+        return Status::Invalid("metric line: /metrics: expected metric names without control "
+                               "characters, got " +
+                               Json(it.key()).dump(-1, ' ', false, Json::error_handler_t::replace));
+  return Status::Ok();
+}
+
 }  // namespace
 
 Result<MetricLine> parse_metric_line(std::string_view line) {
-  Json doc = Json::parse(line, nullptr, false);
-  if (doc.is_discarded()) return Status::Invalid("metric line: not valid JSON");
+  ASSAY_ASSIGN_OR_RETURN(Json doc, parse_json(line, "metric line"));
   MetricLine m;
   if (fast_metric_line(doc, &m)) return m;
+  ASSAY_RETURN_IF_ERROR(check_metric_names(doc));
   ASSAY_RETURN_IF_ERROR(validate_embedded("metric-line.schema.json", doc, "metric line"));
   m = MetricLine{};
   m.step = int64_t(doc["step"].get<double>());
@@ -208,20 +231,9 @@ Result<Json> load_json_file(const std::string& path) {
   if (!in) return Status::NotFound(path + ": cannot open file");
   std::stringstream ss;
   ss << in.rdbuf();
-  const std::string text = ss.str();
-  try {
-    return Json::parse(text);
-  } catch (const Json::parse_error& e) {
-    // Byte offset -> line and column for people.
-    size_t line = 1, col = 1;
-    for (size_t i = 0; i + 1 < e.byte && i < text.size(); ++i) {
-      if (text[i] == '\n') { ++line; col = 1; } else { ++col; }
-    }
-    std::string what = e.what();
-    if (auto p = what.find("syntax error"); p != std::string::npos) what = what.substr(p);
-    return Status::Invalid(path + ": line " + std::to_string(line) + " column " +
-                           std::to_string(col) + ": not valid JSON: " + what);
-  }
+  // Errors name the file, the line and column, and the depth limit or the
+  // duplicate key where that is the problem.
+  return parse_json(ss.str(), path);
 }
 
 namespace {

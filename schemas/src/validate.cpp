@@ -19,6 +19,8 @@ const std::set<std::string> kKnownKeywords = {
     "exclusiveMinimum", "exclusiveMaximum", "minLength", "maxLength", "pattern", "items",
     "minItems", "maxItems", "uniqueItems", "minProperties", "oneOf", "default", "examples"};
 
+constexpr size_t kMaxPatternInput = 4096;  // bytes a "pattern" is tried on
+
 std::string show(const Json& v) {
   std::string s = v.dump();
   if (s.size() > 80) s = s.substr(0, 77) + "...";
@@ -36,7 +38,7 @@ std::string escape_pointer_token(const std::string& t) {
 }
 
 std::string num(double d) {
-  if (d == std::floor(d) && std::fabs(d) < 1e15) return std::to_string(int64_t(d));
+  if (d == std::floor(d) && std::fabs(d) < 9.2e18) return std::to_string(int64_t(d));
   Json j = d;
   return j.dump();
 }
@@ -85,7 +87,8 @@ std::string describe_bounds(const Json& s) {
   std::string out = base;
   if (lo) out += " >= " + num(s["minimum"]);
   if (s.contains("exclusiveMinimum")) out += " > " + num(s["exclusiveMinimum"]);
-  if (hi) out += std::string(lo ? " and" : "") + " <= " + num(s["maximum"]);
+  if (hi) out += std::string(lo || s.contains("exclusiveMinimum") ? " and" : "") + " <= " +
+                 num(s["maximum"]);
   if (s.contains("exclusiveMaximum")) out += " < " + num(s["exclusiveMaximum"]);
   return out;
 }
@@ -177,7 +180,14 @@ Status Validator::check(const Json& s, const Json& v, const std::string& ptr,
     if (s.contains("maxLength") && n > s["maxLength"].get<size_t>())
       add(errs, weight, ptr, "expected a string of at most " + s["maxLength"].dump() +
                                  " characters, got " + std::to_string(n));
-    if (s.contains("pattern")) {
+    if (s.contains("pattern") && v.get_ref<const std::string&>().size() > kMaxPatternInput) {
+      // libstdc++'s std::regex recurses once per character matched: a long
+      // enough string overflows the stack. No pattern in Assay's schemas is
+      // meant for strings this long.
+      add(errs, weight, ptr, "expected a string of at most " + std::to_string(kMaxPatternInput) +
+                                 " bytes matching " + s["pattern"].dump() + ", got " +
+                                 std::to_string(v.get_ref<const std::string&>().size()) + " bytes");
+    } else if (s.contains("pattern")) {
       std::regex re(s["pattern"].get<std::string>(), std::regex::ECMAScript);
       if (!std::regex_search(v.get_ref<const std::string&>(), re))
         add(errs, weight, ptr, "expected a string matching " + s["pattern"].dump() + ", got " + show(v));

@@ -6,8 +6,11 @@
 // followed by anything but whitespace or comments is refused before it runs.
 #include <sqlite3.h>
 
+#include <atomic>
 #include <cctype>
+#include <chrono>
 #include <memory>
+#include <sstream>
 #include <string>
 
 #include "assay/store.h"
@@ -36,14 +39,30 @@ struct AuthState {
   std::string denied;  // the first refused action, for the error message
 };
 
+// Functions a read-only query must not call: fts3_tokenizer() hands out (and
+// with two arguments takes) a raw pointer of this process; the others load
+// code or read and write files when the build has them.
+bool denied_function(const char* name) {
+  static const char* kDenied[] = {"fts3_tokenizer", "load_extension", "readfile", "writefile",
+                                  "edit", "fts5"};
+  std::string n = name ? name : "";
+  for (auto& c : n) c = char(std::tolower(static_cast<unsigned char>(c)));
+  for (const char* d : kDenied)
+    if (n == d) return true;
+  return false;
+}
+
 int authorize(void* ud, int action, const char* a1, const char* a2, const char*, const char*) {
   auto* st = static_cast<AuthState*>(ud);
   switch (action) {
     case SQLITE_SELECT:
     case SQLITE_READ:
-    case SQLITE_FUNCTION:
     case SQLITE_RECURSIVE:
       return SQLITE_OK;
+    case SQLITE_FUNCTION:  // a2: the function's name
+      if (!denied_function(a2)) return SQLITE_OK;
+      if (st->denied.empty()) st->denied = std::string("function ") + (a2 ? a2 : "") + "()";
+      return SQLITE_DENY;
     case SQLITE_PRAGMA:
       if (read_only_pragma(a1, a2)) return SQLITE_OK;
       if (st->denied.empty())
@@ -101,15 +120,75 @@ struct Conn {
   ~Conn() { if (db) sqlite3_close(db); }
 };
 
+// Interrupts a statement past its deadline or cancelled from outside.
+struct Budget {
+  std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
+  const std::atomic<bool>* cancel = nullptr;
+  bool timed_out = false, cancelled = false;
+};
+
+int on_progress(void* ud) {
+  auto* b = static_cast<Budget*>(ud);
+  if (b->cancel && b->cancel->load(std::memory_order_relaxed)) b->cancelled = true;
+  else if (std::chrono::steady_clock::now() >= b->deadline) b->timed_out = true;
+  return b->cancelled || b->timed_out ? 1 : 0;
+}
+
+// Largest string or blob a user query may build (randomblob(1e9) would
+// otherwise allocate a gigabyte inside the serving process).
+constexpr int kMaxValueBytes = 64 << 20;
+// SQLite virtual-machine steps between two budget checks (~tens of µs).
+constexpr int kProgressSteps = 1000;
+
+// Locks the read connection down beyond SQLITE_OPEN_READONLY.
+void harden(sqlite3* db) {
+  sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_FTS3_TOKENIZER, 0, nullptr);
+  sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_LOAD_EXTENSION, 0, nullptr);
+  sqlite3_db_config(db, SQLITE_DBCONFIG_DEFENSIVE, 1, nullptr);
+  sqlite3_limit(db, SQLITE_LIMIT_ATTACHED, 0);
+  sqlite3_limit(db, SQLITE_LIMIT_LENGTH, kMaxValueBytes);
+}
+
+std::string seconds_text(double s) {
+  std::ostringstream o;
+  o << s;
+  return o.str();
+}
+
+Status interrupted(const Budget& b, const QueryLimits& limits) {
+  if (b.cancelled) return Status::Unavailable("query cancelled: the server is shutting down");
+  return Status::Invalid("query stopped: it ran past the time budget of " +
+                         seconds_text(limits.time_budget_s) + " s" +
+                         (limits.budget_name.empty() ? "" : " (" + limits.budget_name + ")") +
+                         "; narrow the query or raise the budget");
+}
+
 }  // namespace
 
 Result<QueryResult> query_readonly(const std::string& db_path, const std::string& text,
                                    size_t max_rows) {
+  QueryLimits l;
+  l.max_rows = max_rows;
+  return query_readonly(db_path, text, l);
+}
+
+Result<QueryResult> query_readonly(const std::string& db_path, const std::string& text,
+                                   const QueryLimits& limits) {
+  const size_t max_rows = limits.max_rows;
+  Budget budget;
+  budget.cancel = limits.cancel;
+  if (limits.time_budget_s > 0)
+    budget.deadline = std::chrono::steady_clock::now() +
+                      std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                          std::chrono::duration<double>(limits.time_budget_s));
   Conn c;
   if (sqlite3_open_v2(db_path.c_str(), &c.db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
                       nullptr) != SQLITE_OK)
     return sql::error(c.db, db_path + ": cannot open database read-only");
   sqlite3_busy_timeout(c.db, 5000);
+  harden(c.db);
+  if (limits.time_budget_s > 0 || limits.cancel)
+    sqlite3_progress_handler(c.db, kProgressSteps, on_progress, &budget);
   AuthState auth;
   sqlite3_set_authorizer(c.db, authorize, &auth);
 
@@ -136,6 +215,8 @@ Result<QueryResult> query_readonly(const std::string& db_path, const std::string
   while (true) {
     rc = sqlite3_step(raw);
     if (rc == SQLITE_DONE) break;
+    if (rc == SQLITE_INTERRUPT && (budget.timed_out || budget.cancelled))
+      return interrupted(budget, limits);
     if (rc != SQLITE_ROW) return Status::Invalid(std::string("query: ") + sqlite3_errmsg(c.db));
     if (out.rows.size() >= max_rows) {
       out.truncated = true;

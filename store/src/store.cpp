@@ -218,6 +218,41 @@ Result<std::unique_ptr<Store>> Store::open(const std::string& path, const OpenOp
 
 Result<int> Store::schema_version() { return current_version(db_); }
 
+class Store::TxScope {
+ public:
+  explicit TxScope(Store* s) : s_(s) { ++s_->tx_depth_; }
+  ~TxScope() {
+    --s_->tx_depth_;
+    if (!done_) s_->rollback_tx();
+  }
+  TxScope(const TxScope&) = delete;
+  TxScope& operator=(const TxScope&) = delete;
+  // fn and the view refresh returned: commit or roll back by their Status.
+  Status finish(Status st) {
+    done_ = true;
+    if (st.ok()) st = sql::exec(s_->db_, s_->group_open_ ? "RELEASE assay_tx" : "COMMIT");
+    if (!st.ok()) s_->rollback_tx();
+    s_->wide_dirty_ = false;
+    return st;
+  }
+
+ private:
+  Store* s_;
+  bool done_ = false;
+};
+
+void Store::rollback_tx() {
+  if (group_open_) {
+    // Undo this call's writes only; the rest of the group stands.
+    (void)sql::exec(db_, "ROLLBACK TO assay_tx");
+    (void)sql::exec(db_, "RELEASE assay_tx");
+  } else {
+    (void)sql::exec(db_, "ROLLBACK");
+  }
+  forget_caches();
+  wide_dirty_ = false;
+}
+
 Status Store::transaction(const std::function<Status()>& fn) {
   if (tx_depth_ > 0) return fn();
   if (group_commit_ && !group_open_) {
@@ -225,23 +260,12 @@ Status Store::transaction(const std::function<Status()>& fn) {
     group_open_ = true;
   }
   ASSAY_RETURN_IF_ERROR(sql::exec(db_, group_open_ ? "SAVEPOINT assay_tx" : "BEGIN IMMEDIATE"));
-  ++tx_depth_;
+  // From here every exit, a throw from fn included, leaves tx_depth_ at 0 and
+  // no half-done transaction behind: the next call starts its own.
+  TxScope scope(this);
   Status st = fn();
   if (st.ok() && wide_dirty_) st = refresh_wide_view();  // joins this transaction
-  --tx_depth_;
-  if (st.ok()) st = sql::exec(db_, group_open_ ? "RELEASE assay_tx" : "COMMIT");
-  if (!st.ok()) {
-    if (group_open_) {
-      // Undo this call's writes only; the rest of the group stands.
-      (void)sql::exec(db_, "ROLLBACK TO assay_tx");
-      (void)sql::exec(db_, "RELEASE assay_tx");
-    } else {
-      (void)sql::exec(db_, "ROLLBACK");
-    }
-    forget_caches();
-  }
-  wide_dirty_ = false;
-  return st;
+  return scope.finish(std::move(st));
 }
 
 Status Store::commit_group() {
@@ -643,6 +667,17 @@ Status Store::note_param_keys(const std::string& params_json) {
   return Status::Ok();
 }
 
+namespace {
+// A name the view can carry as a column: control characters (NUL above all,
+// which ends the SQL text early) would make the view's SQL invalid and fail
+// every later write. Such names stay queryable through metrics/runs.
+bool usable_column_name(const std::string& n) {
+  for (unsigned char c : n)
+    if (c < 0x20 || c == 0x7f) return false;
+  return true;
+}
+}  // namespace
+
 Status Store::refresh_wide_view() {
   // Column names: a param keeps its name unless it collides with a run_summary
   // column, then it becomes param_<name>; metrics give <m>_final/_min/_max.
@@ -662,6 +697,7 @@ Status Store::refresh_wide_view() {
     ASSAY_ASSIGN_OR_RETURN(bool row, pk.step());
     if (!row) break;
     std::string k = pk.text(0);
+    if (!usable_column_name(k)) continue;
     q += ", json_extract(rs.params_json, " + quote_literal("$." + quote_ident(k)) + ") AS " +
          quote_ident(take(k));
   }
@@ -670,6 +706,7 @@ Status Store::refresh_wide_view() {
     ASSAY_ASSIGN_OR_RETURN(bool row, mk.step());
     if (!row) break;
     const std::string kid = std::to_string(mk.i64(0)), name = mk.text(1);
+    if (!usable_column_name(name)) continue;
     const std::string where = " FROM metrics m WHERE m.run_id = rs.run_id AND m.key_id = " + kid;
     q += ", (SELECT m.value" + where + " ORDER BY m.step DESC LIMIT 1) AS " +
          quote_ident(take(name + "_final"));

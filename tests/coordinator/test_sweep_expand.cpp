@@ -124,3 +124,30 @@ TEST(RenderCommand, UnknownPlaceholderIsAnErrorNamingIt) {
   EXPECT_NE(r.status().message().find("{lrr}"), std::string::npos) << r.status().message();
   EXPECT_NE(r.status().message().find("lr"), std::string::npos);
 }
+
+// A spec built in code skips the parser's range checks; expansion refuses
+// bounds whose draws would be NaN, infinite or an overflowed integer.
+TEST(SweepExpand, RefusesBoundsThatWouldDrawGarbage) {
+  assay::schemas::SweepSpec spec;
+  spec.name = "g";
+  spec.command = "x {v}";
+  assay::schemas::Dimension d;
+  d.kind = assay::schemas::Dimension::Kind::kUniform;
+  d.low = -1e308;
+  d.high = 1e308;
+  spec.space["v"] = d;
+  auto u = expand_sweep(spec);
+  ASSERT_FALSE(u.ok());
+  EXPECT_EQ(u.status().message(),
+            "sweep g: /space/v: expected finite bounds with a finite span high - low, got low "
+            "-1e+308 and high 1e+308");
+  d.kind = assay::schemas::Dimension::Kind::kInt;
+  d.low = 0;
+  d.high = 1e19;
+  spec.space["v"] = d;
+  auto i = expand_sweep(spec);
+  ASSERT_FALSE(i.ok());
+  EXPECT_NE(i.status().message().find("expected integer bounds in -9007199254740991..9007199254740991"),
+            std::string::npos)
+      << i.status().message();
+}

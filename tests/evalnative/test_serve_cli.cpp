@@ -403,6 +403,20 @@ TEST_F(EvalNativeServeCli, BosFirstWhenTheCheckpointDeclaresIt) {
   EXPECT_EQ(j2["choices"][0]["logprobs"]["tokens"][0], "H");
 }
 
+// A hostile body (100,000 nested arrays) is a 400 naming the depth limit,
+// on every JSON route, and the server goes on answering.
+TEST_F(EvalNativeServeCli, DeeplyNestedBodiesAreRefusedNotFatal) {
+  ServeProcess srv(path("padded/final"), dir_->string(), "padded");
+  ASSERT_GT(srv.port(), 0);
+  const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  for (const char* target : {"/v1/completions", "/tokenize", "/detokenize"}) {
+    auto [code, text] = http_call(srv.port(), "POST", target, deep);
+    EXPECT_EQ(code, 400) << target << ": " << text.substr(0, 200);
+    EXPECT_NE(text.find("64"), std::string::npos) << target << ": " << text.substr(0, 200);
+  }
+  EXPECT_EQ(srv.post("/v1/completions", {{"prompt", "Hi"}, {"max_tokens", 1}}).first, 200);
+}
+
 TEST_F(EvalNativeServeCli, TokenIdsAreCheckedAgainstTheModelVocabulary) {
   ServeProcess srv(path("padded/final"), dir_->string(), "padded");
   ASSERT_GT(srv.port(), 0);

@@ -102,3 +102,25 @@ TEST(MetricLineReader, DrainsANonBlockingPipeToEof) {
 }
 
 }  // namespace
+
+// 200 KB of nested brackets (well under the 1 MiB line limit) is one
+// malformed line naming the depth limit; the lines around it still parse.
+TEST(MetricLineReader, DeeplyNestedLineIsMalformedAndReadingGoesOn) {
+  MetricLineReader r;
+  r.feed("{\"step\": 1, \"metrics\": {\"loss\": 1}}\n");
+  r.feed(std::string(100000, '[') + std::string(100000, ']') + "\n");
+  r.feed("{\"step\": 2, \"metrics\": {\"loss\\u0000x\": 1}}\n");
+  r.feed("{\"step\": 3, \"metrics\": {\"loss\": 0.5}}\n");
+  r.finish();
+  auto good = r.take_parsed();
+  ASSERT_EQ(good.size(), 2u);
+  EXPECT_EQ(good[1].line_no, 4);
+  auto bad = r.take_malformed();
+  ASSERT_EQ(bad.size(), 2u);
+  EXPECT_EQ(bad[0].line_no, 2);
+  EXPECT_NE(bad[0].error.find("JSON nested deeper than the limit of 64 levels"), std::string::npos)
+      << bad[0].error;
+  EXPECT_EQ(bad[0].excerpt, std::string(80, '['));
+  EXPECT_EQ(bad[1].line_no, 3);
+  EXPECT_NE(bad[1].error.find("without control characters"), std::string::npos) << bad[1].error;
+}

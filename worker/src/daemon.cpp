@@ -89,13 +89,42 @@ Status run_worker(const WorkerConfig& cfg_in, const std::atomic<bool>& stop,
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
   });
-  std::thread heartbeat([&] { heartbeat_loop(s); });
-  std::thread lease([&] { lease_loop(s); });
-  std::thread delivery([&] { delivery_loop(s); });
+  // The loops catch what they can and go on; anything that still escapes a
+  // thread is reported and stops the worker in order, not in std::terminate.
+  auto fatal = [&](const char* thread, auto&& body) {
+    return [&s, thread, body] {
+      try {
+        body();
+      } catch (const std::exception& e) {
+        s.say(std::string(thread) + " thread failed: " + e.what() + "; stopping the worker");
+        s.abort = true;
+      } catch (...) {
+        s.say(std::string(thread) + " thread failed; stopping the worker");
+        s.abort = true;
+      }
+    };
+  };
+  std::thread heartbeat(fatal("heartbeat", [&] { heartbeat_loop(s); }));
+  std::thread lease(fatal("lease", [&] { lease_loop(s); }));
+  std::thread delivery(fatal("delivery", [&] {
+    try {
+      delivery_loop(s);
+    } catch (...) {
+      s.delivery_done = true;  // others wait for it
+      throw;
+    }
+  }));
 
   // The forking thread must outlive the runs: their PR_SET_PDEATHSIG fires
   // when it exits.
-  supervise(s);
+  fatal("supervisor", [&] {
+    try {
+      supervise(s);
+    } catch (...) {
+      s.supervisor_done = true;
+      throw;
+    }
+  })();
   delivery.join();
   lease.join();
   heartbeat.join();

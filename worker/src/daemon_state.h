@@ -87,6 +87,30 @@ struct Shared {
   std::ostream& log_out;
 };
 
+// Checked reads of peer data (coordinator replies): nullopt when the value
+// is missing or of another type, never an exception.
+std::optional<int64_t> int_of(const Json& v);
+std::optional<double> number_of(const Json& v);
+// A short rendering of a value for log lines.
+std::string excerpt(const Json& v);
+
+// Runs one step of a thread's loop. An exception (a library throw, a reply
+// shape no check foresaw) is logged with `where` and swallowed, so the loop
+// goes on instead of the process ending in std::terminate. Returns false
+// when it caught one.
+template <class F>
+bool guarded(Shared& s, const char* where, F&& fn) {
+  try {
+    fn();
+    return true;
+  } catch (const std::exception& e) {
+    s.say(std::string(where) + ": unexpected error, continuing: " + e.what());
+  } catch (...) {
+    s.say(std::string(where) + ": unexpected error of unknown type, continuing");
+  }
+  return false;
+}
+
 // Registers (again) with the coordinator; safe to call from any thread.
 Status register_worker(HttpClient& http, Shared& s);
 

@@ -2,13 +2,16 @@
 // order, acknowledging them in the spool once the coordinator answered, and
 // ships stdout/stderr by byte offset. Connection errors and 5xx are retried
 // with backoff, forever; 409 stale_attempt drops the attempt's data (the run
-// is no longer this worker's); other 4xx are logged and skipped.
+// is no longer this worker's); other 4xx are logged, recorded on the run as a
+// `report_rejected` event, and skipped, so one refused report never blocks
+// the spool.
 #include <fcntl.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <thread>
 
+#include "assay/json_limits.h"
 #include "assay/url.h"
 #include "daemon_state.h"
 
@@ -32,6 +35,12 @@ std::string read_at(const std::string& path, int64_t offset, size_t max) {
   return buf;
 }
 
+std::optional<int64_t> next_offset(const Json& reply) {
+  if (!reply.is_object()) return std::nullopt;
+  auto it = reply.find("next_offset");
+  return it == reply.end() ? std::nullopt : int_of(*it);
+}
+
 class Delivery {
  public:
   explicit Delivery(Shared& s) : s_(s), http_(s.cfg.coordinator_url, s.cfg.token, &s.abort) {}
@@ -40,6 +49,9 @@ class Delivery {
  private:
   Outcome classify(const Result<HttpReply>& rep, const std::string& what);
   Outcome deliver(const Json& rec);
+  // Leaves a `report_rejected` event on the run for a report the coordinator
+  // refused with a 4xx; best effort, in order with the other reports.
+  void note_rejection(const AttemptKey& key, const std::string& what, const HttpReply& rep);
   Outcome ship_logs(const AttemptKey& key, bool to_eof);
   void ship_all_logs();
 
@@ -93,18 +105,19 @@ Outcome Delivery::ship_logs(const AttemptKey& key, bool to_eof) {
                          "&attempt=" + std::to_string(key.second) + "&stream=" + names[i] +
                          "&offset=" + std::to_string(cur.offset[i]);
       auto rep = http_.post_bytes(path, chunk);
-      if (rep.ok() && rep->status == 409 && rep->error_code == "offset_gap" &&
-          rep->json.contains("next_offset")) {
-        cur.offset[i] = rep->json["next_offset"].get<int64_t>();
-        continue;
+      if (rep.ok() && rep->status == 409 && rep->error_code == "offset_gap") {
+        auto next = next_offset(rep->json);
+        if (next && *next >= 0) {
+          cur.offset[i] = *next;
+          continue;
+        }
       }
       Outcome o = classify(rep, "log chunk of run " + std::to_string(key.first));
       if (o == Outcome::kDelivered) {
-        int64_t next = cur.offset[i] + static_cast<int64_t>(chunk.size());
-        if (rep->json.is_object() && rep->json.contains("next_offset")) {
-          next = rep->json["next_offset"].get<int64_t>();
-        }
-        cur.offset[i] = next;
+        // The coordinator's offset when it gave a usable one, else ours.
+        auto next = next_offset(rep->json);
+        cur.offset[i] = next && *next >= 0 ? *next
+                                           : cur.offset[i] + static_cast<int64_t>(chunk.size());
       } else if (o == Outcome::kRejected) {
         break;  // logs are best effort beyond this point
       } else {
@@ -136,10 +149,33 @@ void Delivery::ship_all_logs() {
   }
 }
 
+void Delivery::note_rejection(const AttemptKey& key, const std::string& what,
+                              const HttpReply& rep) {
+  std::string why = rep.body.substr(0, 2000);
+  if (rep.json.is_object() && rep.json.contains("error") && rep.json["error"].is_object() &&
+      rep.json["error"].contains("message") && rep.json["error"]["message"].is_string())
+    why = rep.json["error"]["message"].get<std::string>();
+  Json body = {{"worker_id", s_.cfg.worker_id},
+               {"attempt", key.second},
+               {"kind", "report_rejected"},
+               {"detail", what + " refused with HTTP " + std::to_string(rep.status) + ": " + why +
+                              "; dropped, later reports go on"}};
+  auto r = http_.post_json("/v1/worker/runs/" + std::to_string(key.first) + "/events", body);
+  if (!r.ok() || !r->ok())
+    s_.say("could not record the rejection of " + what + " as an event (" +
+           (r.ok() ? "HTTP " + std::to_string(r->status) : r.status().message()) + ")");
+}
+
+AttemptKey key_of(const Json& rec) {
+  auto run = rec.contains("run_id") ? int_of(rec["run_id"]) : std::nullopt;
+  auto attempt = rec.contains("attempt") ? int_of(rec["attempt"]) : std::nullopt;
+  return {run.value_or(0), static_cast<int>(attempt.value_or(1))};
+}
+
 Outcome Delivery::deliver(const Json& rec) {
-  std::string type = rec.value("type", "");
-  AttemptKey key{rec.value("run_id", int64_t{0}), rec.value("attempt", 1)};
-  Json body = rec.value("body", Json::object());
+  std::string type = rec.contains("type") && rec["type"].is_string() ? rec["type"].get<std::string>() : "";
+  AttemptKey key = key_of(rec);
+  Json body = rec.contains("body") && rec["body"].is_object() ? rec["body"] : Json::object();
   body["worker_id"] = s_.cfg.worker_id;
   body["attempt"] = key.second;
   std::string base = "/v1/worker/runs/" + std::to_string(key.first);
@@ -147,14 +183,24 @@ Outcome Delivery::deliver(const Json& rec) {
   if (type == kRecStarted) {
     auto rep = http_.post_json(base + "/started", body);
     Outcome o = classify(rep, what);
-    if (o == Outcome::kDelivered && rep->json.is_object() && rep->json.value("cancel", false)) {
+    if (o == Outcome::kDelivered && rep->json.is_object() && rep->json.contains("cancel") &&
+        rep->json["cancel"].is_boolean() && rep->json["cancel"].get<bool>()) {
       std::lock_guard lock(s_.mu);
       s_.cancel.insert(key.first);
     }
     return o;
   }
-  if (type == kRecMetrics) return classify(http_.post_json(base + "/metrics", body), what);
-  if (type == kRecArtifact) return classify(http_.post_json(base + "/artifacts", body), what);
+  auto send = [&](const char* op) {
+    auto rep = http_.post_json(base + op, body);
+    Outcome o = classify(rep, what);
+    if (o == Outcome::kRejected) note_rejection(key, what, *rep);
+    return o;
+  };
+  if (type == kRecMetrics) {
+    if (body.contains("batch_seq")) what = "metric batch " + excerpt(body["batch_seq"]) + " of run " + std::to_string(key.first);
+    return send("/metrics");
+  }
+  if (type == kRecArtifact) return send("/artifacts");
   if (type == kRecEvent) return classify(http_.post_json(base + "/events", body), what);
   if (type == kRecFinished) {
     // The contract: every log chunk of the attempt lands before `finished`.
@@ -186,18 +232,24 @@ void Delivery::run() {
     bool retry = false;
     for (const auto& r : recs) {
       if (s_.abort) break;
-      Json rec = Json::parse(r.payload, nullptr, false);
-      if (rec.is_discarded() || !rec.is_object()) {  // cannot happen unless edited by hand
-        s_.say("spool record " + std::to_string(r.seq) + " is not JSON; skipped");
+      auto parsed = parse_json(r.payload, "spool record " + std::to_string(r.seq));
+      if (!parsed.ok() || !parsed->is_object()) {  // cannot happen unless edited by hand
+        s_.say((parsed.ok() ? "spool record " + std::to_string(r.seq) + ": not a JSON object"
+                            : parsed.status().message()) + "; skipped");
         last_done = r.seq;
         continue;
       }
-      AttemptKey key{rec.value("run_id", int64_t{0}), rec.value("attempt", 1)};
+      const Json& rec = *parsed;
+      AttemptKey key = key_of(rec);
       if (s_.is_dropped(key)) {
         last_done = r.seq;
         continue;
       }
-      Outcome o = deliver(rec);
+      Outcome o = Outcome::kRejected;
+      // A throw here would end the thread and with it every later report.
+      if (!guarded(s_, ("delivery of spool record " + std::to_string(r.seq)).c_str(),
+                   [&] { o = deliver(rec); }))
+        s_.say("spool record " + std::to_string(r.seq) + " skipped after the error above");
       if (o == Outcome::kRetry) {
         retry = true;
         break;

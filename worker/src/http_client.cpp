@@ -4,6 +4,8 @@
 
 #include <mutex>
 
+#include "assay/json_limits.h"
+
 namespace assay::worker {
 
 namespace {
@@ -80,11 +82,21 @@ Result<HttpReply> HttpClient::perform(const std::string& path, std::string_view 
     return Status::Unavailable("POST " + url + ": " + curl_easy_strerror(rc));
   }
   curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &reply.status);
-  reply.json = nlohmann::json::parse(reply.body, nullptr, /*allow_exceptions=*/false);
-  if (reply.json.is_discarded()) reply.json = nullptr;
-  if (!reply.ok() && reply.json.is_object() && reply.json.contains("error") &&
-      reply.json["error"].is_object()) {
-    reply.error_code = reply.json["error"].value("code", "");
+  // The depth limit matters here too: a reply is peer data, and callers
+  // dump and copy it.
+  auto parsed = parse_json(reply.body, "reply to POST " + path);
+  if (parsed.ok()) {
+    reply.json = std::move(parsed).value();
+  } else {
+    reply.json = nullptr;
+    reply.json_error = parsed.status().message();
+  }
+  if (!reply.ok() && reply.json.is_object()) {
+    auto e = reply.json.find("error");
+    if (e != reply.json.end() && e->is_object()) {
+      auto c = e->find("code");
+      if (c != e->end() && c->is_string()) reply.error_code = c->get<std::string>();
+    }
   }
   return reply;
 }

@@ -17,6 +17,7 @@ struct HttpReply {
   std::string body;
   nlohmann::json json;      // parsed body (null when not JSON)
   std::string error_code;   // "error.code" of an error body, if any
+  std::string json_error;   // why the body is not JSON (empty when it is)
 
   bool ok() const { return status >= 200 && status < 300; }
   // 5xx: the coordinator asked to retry later.

@@ -28,6 +28,7 @@ namespace {
 
 constexpr size_t kMaxPointsPerBatch = 10000;   // the coordinator's per-batch cap
 constexpr int64_t kMaxMalformedEvents = 100;   // per run; the rest are only counted
+constexpr size_t kMaxKeyBytes = 256;          // the coordinator's limit on a metric name
 constexpr size_t kLogTailBytes = 4096;         // per stream: 8 KiB together
 
 std::string dump(const Json& j) {
@@ -69,6 +70,7 @@ class Supervisor {
   void run();
 
  private:
+  bool iterate();
   void start(LeasedRun lease);
   void poll_pipes();
   void step(RunSlot& r);
@@ -238,6 +240,19 @@ void Supervisor::consume_lines(RunSlot& r) {
       }));
     }
     for (const auto& [key, value] : line.metrics) {
+      // The coordinator counts bytes (<= 256) where the line schema counts
+      // code points (<= 200): a longer name would get its whole batch refused.
+      if (key.size() > kMaxKeyBytes) {
+        if (!r.dropped && r.malformed_reported < kMaxMalformedEvents) {
+          ++r.malformed_reported;
+          recs.push_back(record(kRecEvent, r.key,
+                                {{"kind", "malformed_metric"},
+                                 {"detail", "line " + std::to_string(p.line_no) + ": metric name of " +
+                                                std::to_string(key.size()) + " bytes exceeds " +
+                                                std::to_string(kMaxKeyBytes) + "; point dropped"}}));
+        }
+        continue;
+      }
       Json v = std::isfinite(value) ? Json(value) : Json(nullptr);
       r.points.push_back({{"key", key}, {"step", line.step}, {"value", v},
                           {"time", line.time.value_or(now)}});
@@ -380,6 +395,25 @@ void Supervisor::sample_gpus() {
 void Supervisor::run() {
   while (true) {
     if (s_.abort) break;
+    bool done = false;
+    // An unexpected throw is logged and the loop goes on: ending this thread
+    // would orphan every run on the worker.
+    if (!guarded(s_, "supervisor", [&] { done = iterate(); }))
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (done) break;
+  }
+  // Abort: the groups die with us; their leases expire at the coordinator.
+  for (auto& r : slots_) {
+    r->proc->signal_group(SIGKILL);
+    forget_session(s_.cfg.work_dir, r->key);
+  }
+  slots_.clear();
+}
+
+// One pass: start new runs, read pipes, step and finish runs, commit the
+// spool. True when draining is complete.
+bool Supervisor::iterate() {
+  {
     std::deque<LeasedRun> fresh;
     {
       std::lock_guard lock(s_.mu);
@@ -402,15 +436,10 @@ void Supervisor::run() {
     commit();
     if (s_.stop_leasing && slots_.empty()) {
       std::lock_guard lock(s_.mu);
-      if (s_.incoming.empty()) break;
+      if (s_.incoming.empty()) return true;
     }
   }
-  // Abort: the groups die with us; their leases expire at the coordinator.
-  for (auto& r : slots_) {
-    r->proc->signal_group(SIGKILL);
-    forget_session(s_.cfg.work_dir, r->key);
-  }
-  slots_.clear();
+  return false;
 }
 
 }  // namespace

@@ -32,7 +32,16 @@ struct Options {
   // invoke ("<assay_exe> eval <suite> --model-path <checkpoint> ...").
   // Empty = this process's own binary (/proc/self/exe, resolved at open).
   std::string assay_exe;
+  // Budgets of one /v1/query: wall-clock seconds before it is interrupted,
+  // and the most rows it may ask for (its max_rows; `assay sweep export`
+  // asks for 1,000,000, the cap before this budget existed).
+  double query_time_budget_s = 10;
+  size_t query_max_rows = 1000000;
 };
+
+// The longest a long-poll (lease, logs?wait_s) is held before it is answered
+// with what there is, in seconds.
+constexpr double kLongPollCapS = 25;
 
 struct Request {
   std::string method;            // "GET", "POST", ...
@@ -41,6 +50,9 @@ struct Request {
   std::string body;
   // Set by the server when a long-poll's wait ran out: answer with what there is.
   bool wait_expired = false;
+  // Set by a server that runs Response::deferred off its thread; without it
+  // a handler does that work itself before answering.
+  bool can_defer = false;
 };
 
 struct Response {
@@ -50,8 +62,15 @@ struct Response {
   std::vector<std::pair<std::string, std::string>> headers;
   // Long-poll: nothing to return yet; the server retries the same request
   // until wait_s has passed, then once more with wait_expired.
+  // The server holds it (at most kLongPollCapS) and re-asks when a request
+  // that may have changed state (any but GET) was handled, or a tick wrote.
   bool retry = false;
   double wait_s = 0;
+  // Slow work that must not hold the server thread (users' SQL): the server
+  // runs it on a worker thread and answers with what it returns. `cancel` is
+  // set when the server stops. Only returned when Request::can_defer.
+  using Deferred = std::function<Response(const std::atomic<bool>& cancel)>;
+  Deferred deferred;
 };
 
 class Coordinator {
@@ -101,6 +120,10 @@ struct ServerOptions {
   // Called once the socket listens, with the bound port.
   std::function<void(int port)> on_listening;
   std::string server_name = "assay-coordinator";  // Server header, error prefix
+  // Threads for Response::deferred work, and how much of it may be queued or
+  // running at once (more is answered 503).
+  size_t deferred_threads = 2;
+  size_t max_deferred = 64;
 };
 
 // Serves on the calling thread until SIGINT/SIGTERM, or until *stop_flag
@@ -109,9 +132,11 @@ Status serve(Coordinator& coord, const ServerOptions& opts,
              const std::atomic<bool>* stop_flag = nullptr);
 
 // The transport under serve(), for any request handler (also `assay serve`):
-// HTTP/1.1 keep-alive, bodies up to max_body_bytes (else 413), long-poll
-// retries when a Response asks for them. The handler and on_tick (may be
-// empty; called about every opts.tick_s) run on the single server thread.
+// HTTP/1.1 keep-alive, bodies up to max_body_bytes (else 413), malformed
+// requests answered 400/431 then closed, long-poll retries when a Response
+// asks for them, Response::deferred run on a small pool of worker threads.
+// The handler and on_tick (may be empty; called about every opts.tick_s) run
+// on the single server thread.
 using HttpHandler = std::function<Response(const Request&)>;
 // Group commit for a handler that writes: after a request, when pending()
 // says writes wait, the server answers only after the next commit(), which

@@ -6,6 +6,7 @@
 // connections; query_readonly() serves users' SQL and can never write.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -265,6 +266,12 @@ class Store {
   Result<int64_t> intern_key(const std::string& key, bool* added);
   Status note_param_keys(const std::string& params_json);
   void forget_caches();
+  // The outermost transaction() call in progress: holds tx_depth_ and rolls
+  // back on any exit that did not commit, an exception from the callback
+  // included (store.cpp).
+  class TxScope;
+  // Undoes the open transaction (the savepoint only, under group commit).
+  void rollback_tx();
 
   sqlite3* db_ = nullptr;
   std::unordered_map<std::string, sqlite3_stmt*> stmts_;
@@ -295,10 +302,23 @@ struct QueryResult {
   bool truncated = false;  // more rows than max_rows
 };
 
+// Bounds on one user query. A query that runs past time_budget_s, or whose
+// cancel flag is set (by another thread), is interrupted and fails with
+// InvalidArgument naming the budget (budget_name says where it is set).
+struct QueryLimits {
+  size_t max_rows = 100000;       // more rows: QueryResult::truncated
+  double time_budget_s = 0;       // wall-clock seconds for the whole query; 0 = none
+  std::string budget_name;        // e.g. "--query-time-budget", quoted in the error
+  const std::atomic<bool>* cancel = nullptr;
+};
+
 // Runs one SELECT (or a read-only PRAGMA) on a read-only connection guarded by
-// an authorizer. Anything that would write, attach, or smuggle a second
-// statement is refused with PermissionDenied before it runs.
+// an authorizer. Anything that would write, attach, load code, or smuggle a
+// second statement is refused with PermissionDenied before it runs, and so
+// are functions that leak process state (fts3_tokenizer) or touch files.
 Result<QueryResult> query_readonly(const std::string& db_path, const std::string& sql,
                                    size_t max_rows = 100000);
+Result<QueryResult> query_readonly(const std::string& db_path, const std::string& sql,
+                                   const QueryLimits& limits);
 
 }  // namespace assay::store

@@ -13,6 +13,7 @@
 // hashed: they do not change what the model computes on token ids.
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -113,6 +114,52 @@ Status check_weights_file(const fs::path& d) {
   return Status::NotFound(where + "the directory holds no model weights");
 }
 
+std::string shape_text(const std::vector<int64_t>& s) {
+  std::string r = "[";
+  for (size_t i = 0; i < s.size(); i++) r += (i ? ", " : "") + std::to_string(s[i]);
+  return r + "]";
+}
+
+// Each tensor of the engine's layout is present with its shape, and the file
+// holds no other (ignorable buffers aside: map_tensor_names).
+Status check_tensors(const std::string& model_path, const SafeTensors& st,
+                     const std::map<std::string, std::string>& names,
+                     const std::vector<ParamTensor>& layout) {
+  std::set<std::string> used;
+  for (const ParamTensor& t : layout) {
+    auto it = names.find(t.name);
+    if (it == names.end()) return Status::Corruption(model_path + ": missing tensor " + t.name);
+    const SafeTensorInfo* info = st.find(it->second);
+    if (info->shape != t.shape) {
+      return Status::Corruption(model_path + ": tensor " + it->second + " has shape " +
+                                shape_text(info->shape) + ", expected " + shape_text(t.shape));
+    }
+    used.insert(t.name);
+  }
+  for (const auto& [canon, file_name] : names) {
+    if (!used.count(canon)) {
+      return Status::Corruption(model_path + ": unexpected tensor " + file_name +
+                                " (not part of a GPT-2 model with this config)");
+    }
+  }
+  return Status::Ok();
+}
+
+// A NaN or infinite weight makes every log-prob NaN, and an eval over NaN
+// scores would still "succeed": refuse the checkpoint, naming the tensor.
+Status check_finite(const std::string& model_path, const std::string& tensor, const float* v,
+                    size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    if (!std::isfinite(v[i])) {
+      return Status::Corruption(model_path + ": tensor " + tensor + " holds a non-finite value (" +
+                                (std::isnan(v[i]) ? "nan" : v[i] > 0 ? "inf" : "-inf") +
+                                ") at element " + std::to_string(i) + " of " + std::to_string(n) +
+                                "; the weights are corrupt or training diverged");
+    }
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 Result<std::string> checkpoint_hash(const std::string& dir) {
@@ -157,30 +204,17 @@ Result<Checkpoint> load_checkpoint(const std::string& dir, Mode mode) {
   std::map<std::string, std::string> names;
   ASSAY_RETURN_IF_ERROR(map_tensor_names(model_path, st, &names));
 
-  // Build the parameter buffer tensor by tensor in the engine's layout.
+  // Every tensor is checked against the config before the parameter buffer
+  // is allocated: config.json alone must not make the load allocate a model
+  // the weights file does not hold.
+  const std::vector<ParamTensor> layout = param_layout(cfg);
+  ASSAY_RETURN_IF_ERROR(check_tensors(model_path, st, names, layout));
   std::vector<float> params(cfg.num_params());
-  std::set<std::string> used;
-  for (const ParamTensor& t : param_layout(cfg)) {
-    auto it = names.find(t.name);
-    if (it == names.end()) return Status::Corruption(model_path + ": missing tensor " + t.name);
-    const SafeTensorInfo* info = st.find(it->second);
-    if (info->shape != t.shape) {
-      auto fmt = [](const std::vector<int64_t>& s) {
-        std::string r = "[";
-        for (size_t i = 0; i < s.size(); i++) r += (i ? ", " : "") + std::to_string(s[i]);
-        return r + "]";
-      };
-      return Status::Corruption(model_path + ": tensor " + it->second + " has shape " +
-                                fmt(info->shape) + ", expected " + fmt(t.shape));
-    }
-    ASSAY_RETURN_IF_ERROR(st.copy_f32(it->second, params.data() + t.offset, t.numel));
-    used.insert(t.name);
-  }
-  for (const auto& [canon, file_name] : names) {
-    if (!used.count(canon)) {
-      return Status::Corruption(model_path + ": unexpected tensor " + file_name +
-                                " (not part of a GPT-2 model with this config)");
-    }
+  for (const ParamTensor& t : layout) {
+    const std::string& file_name = names.at(t.name);
+    float* dst = params.data() + t.offset;
+    ASSAY_RETURN_IF_ERROR(st.copy_f32(file_name, dst, t.numel));
+    ASSAY_RETURN_IF_ERROR(check_finite(model_path, file_name, dst, t.numel));
   }
   ASSAY_ASSIGN_OR_RETURN(GPT model, GPT::from_params(cfg, params, mode));
   ASSAY_ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tok, load_tokenizer(dir));

@@ -13,7 +13,11 @@
 #include <cmath>
 #include <cstdint>
 #include <fstream>
+#include <string>
+#include <utility>
+#include <vector>
 
+#include "assay/json_limits.h"
 #include "checkpoint_internal.h"
 
 namespace assay::engine {
@@ -21,14 +25,42 @@ namespace {
 
 using Json = nlohmann::json;
 
+// True when `v` nests at most `limit` arrays/objects deep. Iterative: the
+// value may come from a file nested 100,000 levels deep.
+bool nests_within(const Json& v, int limit) {
+  std::vector<std::pair<const Json*, int>> todo{{&v, 1}};
+  while (!todo.empty()) {
+    auto [x, depth] = todo.back();
+    todo.pop_back();
+    if (!x->is_structured()) continue;
+    if (depth > limit) return false;
+    for (const Json& child : *x) todo.emplace_back(&child, depth + 1);
+  }
+  return true;
+}
+
+// The value found, for an error message: its JSON text, cut at 200 bytes.
+// A deeply nested value is described instead (dump() recurses per level).
+std::string found(const Json& v) {
+  constexpr int kMaxDepth = 16;
+  constexpr size_t kMaxText = 200;
+  if (!nests_within(v, kMaxDepth)) {
+    return std::string(v.is_array() ? "an array" : "an object") + " nested deeper than " +
+           std::to_string(kMaxDepth) + " levels";
+  }
+  std::string text = v.dump(-1, ' ', false, Json::error_handler_t::replace);
+  if (text.size() > kMaxText) text = text.substr(0, kMaxText) + "...";
+  return text;
+}
+
 Status type_error(const std::string& path, const std::string& key, const char* expected,
                   const Json& got) {
-  return Status::Invalid(path + ": field " + key + " must be " + expected + ", got " + got.dump());
+  return Status::Invalid(path + ": field " + key + " must be " + expected + ", got " + found(got));
 }
 
 Status unsupported(const std::string& path, const std::string& key, const Json& got,
                    const std::string& why) {
-  return Status::Invalid(path + ": field " + key + " = " + got.dump() +
+  return Status::Invalid(path + ": field " + key + " = " + found(got) +
                          " is not supported: " + why);
 }
 
@@ -172,6 +204,10 @@ Status parse_assay_block(const std::string& path, const Json& j, CheckpointMeta*
   if (a.contains("extra")) {
     if (!a["extra"].is_object()) return type_error(path, "assay.extra", "an object", a["extra"]);
     for (auto it = a["extra"].begin(); it != a["extra"].end(); ++it) {
+      if (!nests_within(*it, 16)) {
+        return type_error(path, "assay.extra." + it.key(), "a value nested at most 16 levels",
+                          *it);
+      }
       meta->extra[it.key()] = it->is_string() ? it->get<std::string>() : it->dump();
     }
   }
@@ -210,14 +246,14 @@ Json checkpoint_config_json(const GPTConfig& c, const Tokenizer& tok, const Chec
 }
 
 Status parse_checkpoint_config(const std::string& path, GPTConfig* cfg, CheckpointMeta* meta) {
-  std::ifstream f(path);
+  std::ifstream f(path, std::ios::binary);
   if (!f) return Status::IoError(path + ": cannot open");
-  Json j;
-  try {
-    j = Json::parse(f);
-  } catch (const nlohmann::json::exception& e) {
-    return Status::Corruption(path + ": not valid JSON: " + e.what());
-  }
+  const std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  // The shared reader: depth limit, duplicate keys and out-of-range numbers
+  // are errors naming the file, line and column.
+  auto parsed = parse_json(text, path);
+  if (!parsed.ok()) return Status::Corruption(parsed.status().message());
+  const Json& j = *parsed;
   if (!j.is_object()) return Status::Corruption(path + ": must be a JSON object");
   ASSAY_RETURN_IF_ERROR(check_architecture(path, j));
   ASSAY_RETURN_IF_ERROR(check_sizes(path, j, cfg));

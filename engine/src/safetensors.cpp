@@ -223,6 +223,12 @@ Status SafeTensors::copy_f32(std::string_view name, float* dst, size_t numel) co
                            std::to_string(t->numel()) + " elements, expected " +
                            std::to_string(numel));
   }
+  // An empty tensor has nothing to convert, and dst may then be null (an
+  // empty vector's data()): memcpy with a null pointer is undefined even for
+  // zero bytes.
+  const bool float_type =
+      t->dtype == "F32" || t->dtype == "F16" || t->dtype == "BF16" || t->dtype == "F64";
+  if (numel == 0 && float_type) return Status::Ok();
   const char* src = bytes_.data() + data_start_ + t->begin;
   if (t->dtype == "F32") {
     std::memcpy(dst, src, numel * 4);
@@ -293,6 +299,7 @@ Status write_safetensors(const std::string& path, const std::vector<TensorRef>& 
     for (const TensorRef& t : tensors) {
       size_t numel = 1;
       for (int64_t d : t.shape) numel *= (size_t)d;
+      if (numel == 0) continue;  // t.data may be null
       f.write(reinterpret_cast<const char*>(t.data), (std::streamsize)(numel * 4));
     }
     if (!f) return Status::IoError(tmp + ": write failed");

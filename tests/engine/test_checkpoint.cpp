@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <stdlib.h>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -12,13 +13,23 @@
 
 #include "assay/engine.h"
 #include "hf_python.h"
-#include "temp_dir.h"
 
 using namespace assay::engine;
 namespace fs = std::filesystem;
 
 namespace {
 
+// The directory of the running test (CheckpointTest::SetUp): a fresh one under
+// the system temp folder, removed with everything in it when the test ends.
+fs::path g_test_root;
+
+// An empty directory `name` inside the running test's own directory.
+fs::path test_dir(const std::string& name) {
+  const fs::path p = g_test_root / name;
+  fs::remove_all(p);
+  fs::create_directories(p);
+  return p;
+}
 
 const GPTConfig kCfg{257, 16, 2, 2, 16};
 
@@ -61,8 +72,22 @@ void rewrite_tensors(
 
 }  // namespace
 
-TEST(Checkpoint, RoundTripIsBitwiseAndHashed) {
-  const fs::path dir = temp_dir("ckpt_roundtrip");
+class CheckpointTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string tmpl = (fs::temp_directory_path() / "assay_ckpt_test_XXXXXX").string();
+    ASSERT_NE(mkdtemp(tmpl.data()), nullptr) << tmpl;
+    g_test_root = tmpl;
+  }
+  void TearDown() override {
+    std::error_code ec;
+    fs::remove_all(g_test_root, ec);
+    g_test_root.clear();
+  }
+};
+
+TEST_F(CheckpointTest, RoundTripIsBitwiseAndHashed) {
+  const fs::path dir = test_dir("ckpt_roundtrip");
   auto m = GPT::init_random(kCfg, 21);
   ASSERT_TRUE(m.ok());
   auto tok = make_byte_tokenizer();
@@ -106,15 +131,15 @@ TEST(Checkpoint, RoundTripIsBitwiseAndHashed) {
   EXPECT_TRUE(frozen->model.grads().empty());
 
   // Same content -> same hash; a different parameter -> a different hash.
-  const fs::path dir2 = temp_dir("ckpt_roundtrip2");
+  const fs::path dir2 = test_dir("ckpt_roundtrip2");
   EXPECT_EQ(*save_checkpoint(dir2.string(), *m, *tok, meta), *hash);
   m->params()[3] += 1.0f;
   EXPECT_NE(*save_checkpoint(dir2.string(), *m, *tok, meta), *hash);
   EXPECT_EQ(*checkpoint_hash(dir2.string()), *save_checkpoint(dir2.string(), *m, *tok, meta));
 }
 
-TEST(Checkpoint, LoadsTransformersStyleDirectory) {
-  const fs::path src = temp_dir("ckpt_hf_src"), dst = temp_dir("ckpt_hf");
+TEST_F(CheckpointTest, LoadsTransformersStyleDirectory) {
+  const fs::path src = test_dir("ckpt_hf_src"), dst = test_dir("ckpt_hf");
   auto m = GPT::init_random(kCfg, 22);
   ASSERT_TRUE(m.ok());
   auto tok = make_byte_tokenizer();
@@ -162,15 +187,15 @@ TEST(Checkpoint, LoadsTransformersStyleDirectory) {
   EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * 4), 0);
 }
 
-TEST(Checkpoint, RejectsInconsistentDirectories) {
-  const fs::path src = temp_dir("ckpt_bad_src");
+TEST_F(CheckpointTest, RejectsInconsistentDirectories) {
+  const fs::path src = test_dir("ckpt_bad_src");
   auto m = GPT::init_random(kCfg, 23);
   ASSERT_TRUE(m.ok());
   auto tok = make_byte_tokenizer();
   ASSERT_TRUE(save_checkpoint(src.string(), *m, *tok, {}).ok());
   auto expect_fail = [&](const char* name, const std::function<void(const fs::path&)>& mutate,
                          const std::string& needle) {
-    const fs::path d = temp_dir(std::string("ckpt_bad_") + name);
+    const fs::path d = test_dir(std::string("ckpt_bad_") + name);
     for (const auto& e : fs::directory_iterator(src))
       fs::copy_file(e.path(), d / e.path().filename());
     mutate(d);
@@ -233,7 +258,7 @@ namespace {
 
 // A saved checkpoint of kCfg to copy and break.
 fs::path base_checkpoint(const std::string& name) {
-  const fs::path src = temp_dir(name);
+  const fs::path src = test_dir(name);
   auto m = GPT::init_random(kCfg, 24);
   EXPECT_TRUE(m.ok());
   auto tok = make_byte_tokenizer();
@@ -245,7 +270,7 @@ fs::path base_checkpoint(const std::string& name) {
 assay::Result<Checkpoint> load_mutated(const fs::path& src, const std::string& name,
                                        const std::function<void(const fs::path&)>& mutate,
                                        fs::path* dir = nullptr) {
-  const fs::path d = temp_dir(name);
+  const fs::path d = test_dir(name);
   for (const auto& e : fs::directory_iterator(src))
     fs::copy_file(e.path(), d / e.path().filename());
   mutate(d);
@@ -280,7 +305,7 @@ void expect_config_error(const fs::path& src, const std::string& key, const nloh
 
 // GPT2Config settings that transformers honours and that change the model's
 // log-probs are refused, not silently ignored.
-TEST(Checkpoint, RefusesConfigSettingsTheEngineDoesNotCompute) {
+TEST_F(CheckpointTest, RefusesConfigSettingsTheEngineDoesNotCompute) {
   const fs::path src = base_checkpoint("ckpt_cfg_src");
   using J = nlohmann::json;
   const std::vector<std::pair<std::string, J>> cases = {
@@ -304,7 +329,7 @@ TEST(Checkpoint, RefusesConfigSettingsTheEngineDoesNotCompute) {
 
 // A wrong JSON type is an error naming file, field, expected type and the
 // value found (it used to escape as an exception and abort the process).
-TEST(Checkpoint, WrongTypedConfigFieldsAreErrors) {
+TEST_F(CheckpointTest, WrongTypedConfigFieldsAreErrors) {
   const fs::path src = base_checkpoint("ckpt_type_src");
   using J = nlohmann::json;
   expect_config_error(src, "layer_norm_epsilon", "1e-5",
@@ -334,9 +359,123 @@ TEST(Checkpoint, WrongTypedConfigFieldsAreErrors) {
   expect_config_error(src, "assay", 3, {"field assay must be an object, got 3"});
 }
 
+// A size beyond 32 bits is reported with the value found (2^40 used to
+// read as "got 0").
+TEST_F(CheckpointTest, OutOfRangeSizesReportTheValueFound) {
+  const fs::path src = base_checkpoint("ckpt_range_src");
+  expect_config_error(src, "vocab_size", int64_t{1} << 40,
+                      {"field vocab_size must be a 32-bit integer, got 1099511627776"});
+  expect_config_error(src, "n_positions", -(int64_t{1} << 40),
+                      {"field n_positions must be a 32-bit integer, got -1099511627776"});
+  expect_config_error(src, "n_embd", uint64_t{1} << 63,
+                      {"field n_embd must be a 32-bit integer, got 9223372036854775808"});
+}
+
+// A value nested 100,000 levels deep is reported, not dumped into the
+// message (the recursive dump overflowed the stack).
+TEST_F(CheckpointTest, DeeplyNestedConfigValuesAreErrors) {
+  const fs::path src = base_checkpoint("ckpt_deep_src");
+  const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  auto with_text = [&](const std::string& from, const std::string& to) {
+    return [=](const fs::path& d) {
+      std::ifstream in(d / "config.json");
+      std::string text((std::istreambuf_iterator<char>(in)), {});
+      const size_t at = text.find(from);
+      ASSERT_NE(at, std::string::npos) << from;
+      text.replace(at, from.size(), to);
+      std::ofstream(d / "config.json", std::ios::trunc) << text;
+    };
+  };
+  auto ck = load_mutated(src, "ckpt_deep_vocab",
+                         with_text("\"vocab_size\": 257", "\"vocab_size\": " + deep));
+  ASSERT_FALSE(ck.ok());
+  // The shared JSON reader stops it first (common/json_limits.h).
+  EXPECT_NE(ck.status().message().find("config.json: line "), std::string::npos)
+      << ck.status().message();
+  EXPECT_NE(ck.status().message().find("nested deeper than the limit of 64 levels"),
+            std::string::npos)
+      << ck.status().message();
+  // Within the reader's limit, the config's own checks describe deep values.
+  const std::string deep30 = std::string(30, '[') + std::string(30, ']');
+  ck = load_mutated(src, "ckpt_deep_vocab30",
+                    with_text("\"vocab_size\": 257", "\"vocab_size\": " + deep30));
+  ASSERT_FALSE(ck.ok());
+  EXPECT_NE(ck.status().message().find(
+                "field vocab_size must be an integer, got an array nested deeper than 16 levels"),
+            std::string::npos)
+      << ck.status().message();
+  ck = load_mutated(src, "ckpt_deep_extra",
+                    with_text("\"extra\": {}", "\"extra\": {\"k\": " + deep30 + "}"));
+  ASSERT_FALSE(ck.ok());
+  EXPECT_NE(ck.status().message().find("field assay.extra.k must be a value nested at most 16 "
+                                       "levels, got an array nested deeper than 16 levels"),
+            std::string::npos)
+      << ck.status().message();
+}
+
+// config.json alone does not size the load: a config naming a model far
+// larger than the weights file is refused by the tensor check before the
+// parameter buffer (here ~1.1 TB) is allocated.
+TEST_F(CheckpointTest, ConfigLargerThanTheWeightsIsRefusedBeforeAllocating) {
+  const fs::path src = base_checkpoint("ckpt_big_src");
+  auto ck = load_mutated(src, "ckpt_big", [](const fs::path& d) {
+    auto j = read_json(d / "config.json");
+    j["vocab_size"] = 1 << 24;
+    j["n_embd"] = 16384;
+    j["n_head"] = 128;
+    j["n_positions"] = j["n_ctx"] = 1 << 20;
+    j["n_layer"] = 1024;
+    write_json(d / "config.json", j);
+  });
+  ASSERT_FALSE(ck.ok());
+  EXPECT_NE(ck.status().message().find("tensor transformer.wte.weight has shape [257, 16], "
+                                       "expected [16777216, 16384]"),
+            std::string::npos)
+      << ck.status().message();
+}
+
+// NaN or infinite weights make every score NaN while the eval "succeeds":
+// the load refuses them and names the tensor and the element.
+TEST_F(CheckpointTest, NonFiniteWeightsAreRefusedWithTheTensorName) {
+  const fs::path src = base_checkpoint("ckpt_nan_src");
+  struct Case {
+    const char* name;
+    float value;
+    bool all;
+    std::string needle;
+  };
+  const std::vector<Case> cases = {
+      {"ckpt_nan_all", std::nanf(""), true,
+       "tensor transformer.wte.weight holds a non-finite value (nan) at element 0 of 4112"},
+      {"ckpt_nan_one", std::nanf(""), false,
+       "tensor transformer.h.1.mlp.c_fc.weight holds a non-finite value (nan) at element 5 of "
+       "1024"},
+      {"ckpt_inf_one", -INFINITY, false,
+       "tensor transformer.h.1.mlp.c_fc.weight holds a non-finite value (-inf) at element 5"},
+  };
+  for (const Case& c : cases) {
+    fs::path d;
+    auto ck = load_mutated(
+        src, c.name,
+        [&](const fs::path& dir) {
+          rewrite_tensors(src, dir, [&](auto& ts) {
+            for (auto& [ref, data] : ts) {
+              if (c.all) std::fill(data.begin(), data.end(), c.value);
+              if (ref.name == "transformer.h.1.mlp.c_fc.weight") data[5] = c.value;
+            }
+          });
+        },
+        &d);
+    ASSERT_FALSE(ck.ok()) << c.name << " loaded";
+    const std::string& msg = ck.status().message();
+    EXPECT_NE(msg.find((d / kModelFile).string() + ": " + c.needle), std::string::npos)
+        << c.name << ": " << msg;
+  }
+}
+
 // Settings that do not change an eval-mode forward load, and the
 // PretrainedConfig aliases stand in for the GPT-2 names.
-TEST(Checkpoint, AcceptsHarmlessAndAliasedConfigFields) {
+TEST_F(CheckpointTest, AcceptsHarmlessAndAliasedConfigFields) {
   const fs::path src = base_checkpoint("ckpt_ok_src");
   auto ref = load_checkpoint(src.string());
   ASSERT_TRUE(ref.ok()) << ref.status().to_string();
@@ -369,7 +508,7 @@ TEST(Checkpoint, AcceptsHarmlessAndAliasedConfigFields) {
 }
 
 // transformers' other weight layouts are named, with the conversion to do.
-TEST(Checkpoint, ExplainsPytorchAndShardedWeights) {
+TEST_F(CheckpointTest, ExplainsPytorchAndShardedWeights) {
   const fs::path src = base_checkpoint("ckpt_fmt_src");
   auto expect_error = [&](const char* name, const std::vector<std::string>& files,
                           const std::vector<std::string>& needles) {
@@ -408,7 +547,7 @@ TEST(Checkpoint, ExplainsPytorchAndShardedWeights) {
 // engine's: tolerance 1e-4 absolute on logits of magnitude ~1.
 void compare_with_python(const std::string& py, const std::string& script,
                          const std::string& name) {
-  const fs::path dir = temp_dir(name);
+  const fs::path dir = test_dir(name);
   const GPTConfig cfg{257, 16, 2, 4, 32};
   auto mb = GPT::init_random(cfg, 31);
   ASSERT_TRUE(mb.ok());
@@ -451,14 +590,14 @@ bool python_has(const std::string& modules) {
 }
 
 // An independent numpy implementation of GPT-2 (gpt2_numpy_ref.py).
-TEST(Checkpoint, ForwardMatchesNumpyReference) {
+TEST_F(CheckpointTest, ForwardMatchesNumpyReference) {
   if (!python_has("numpy")) GTEST_SKIP() << ASSAY_REF_PYTHON << " lacks numpy";
   compare_with_python(ASSAY_REF_PYTHON, "gpt2_numpy_ref.py", "ckpt_numpy");
 }
 
 // transformers' GPT2LMHeadModel loading the checkpoint directory itself
 // (hf_gpt2_ref.py); also checks its GPT2Tokenizer against the byte tokenizer.
-TEST(Checkpoint, ForwardMatchesTransformers) {
+TEST_F(CheckpointTest, ForwardMatchesTransformers) {
   if (const std::string why = hf_python_lacks("torch, transformers"); !why.empty()) {
     GTEST_SKIP() << why;
   }

@@ -2,6 +2,8 @@
 // malformed-file rejection.
 #include <gtest/gtest.h>
 
+#include <stdlib.h>
+
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -39,10 +41,28 @@ std::string bytes_of(std::initializer_list<uint16_t> v) {
 
 }  // namespace
 
+// A directory of the test's own under the system temp folder, removed with
+// its files when the test ends.
+class ScopedTempDir {
+ public:
+  ScopedTempDir() {
+    std::string tmpl = (fs::temp_directory_path() / "assay_safetensors_test_XXXXXX").string();
+    if (mkdtemp(tmpl.data())) path_ = tmpl;
+  }
+  ~ScopedTempDir() {
+    std::error_code ec;
+    if (!path_.empty()) fs::remove_all(path_, ec);
+  }
+  const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+};
+
 TEST(Safetensors, WriteReadRoundTrip) {
-  const fs::path dir = fs::path(ASSAY_BINARY_DIR) / "test_tmp" / "st_roundtrip";
-  fs::remove_all(dir);
-  fs::create_directories(dir);
+  const ScopedTempDir tmp;
+  ASSERT_FALSE(tmp.path().empty());
+  const fs::path& dir = tmp.path();
   const std::vector<float> a = {1.5f, -2.0f, 3.25f, 0.0f, 1e-30f, -7.0f};
   const std::vector<float> b = {42.0f};
   const std::string path = (dir / "x.safetensors").string();
@@ -83,6 +103,33 @@ TEST(Safetensors, WriteReadRoundTrip) {
   std::vector<float> wrong(5);
   EXPECT_FALSE(st->copy_f32("a.weight", wrong.data(), 5).ok());
   EXPECT_FALSE(write_safetensors(path, {{"a", {1}, b.data()}, {"a", {1}, b.data()}}).ok());
+}
+
+// Empty tensors of every float dtype convert without touching the
+// destination, which may be null (an empty vector's data()): the copy used
+// to pass that null pointer to memcpy, undefined behaviour that UBSan
+// reports (tests/fuzz seed fuzz_safetensors/issue11-empty-tensor).
+TEST(Safetensors, EmptyTensorsConvertWithoutADestination) {
+  const std::string h = R"({"a":{"dtype":"F32","shape":[0],"data_offsets":[0,0]},)"
+                        R"("b":{"dtype":"F16","shape":[3,0],"data_offsets":[0,0]},)"
+                        R"("c":{"dtype":"BF16","shape":[0,2],"data_offsets":[0,0]},)"
+                        R"("d":{"dtype":"F64","shape":[0],"data_offsets":[0,0]},)"
+                        R"("e":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})";
+  float one = 1.0f;
+  std::string data(4, '\0');
+  std::memcpy(data.data(), &one, 4);
+  auto st = SafeTensors::parse(make_file(h, data));
+  ASSERT_TRUE(st.ok()) << st.status().to_string();
+  for (const char* name : {"a", "b", "c", "d"}) {
+    EXPECT_TRUE(st->copy_f32(name, nullptr, 0).ok()) << name;
+    auto v = st->to_f32(name);
+    ASSERT_TRUE(v.ok()) << name << ": " << v.status().to_string();
+    EXPECT_TRUE(v->empty()) << name;
+  }
+  EXPECT_EQ(*st->to_f32("e"), std::vector<float>{1.0f});
+  // A wrong count is still an error for an empty tensor.
+  float x = 0;
+  EXPECT_FALSE(st->copy_f32("a", &x, 1).ok());
 }
 
 TEST(Safetensors, HalfAndBfloatConvertToF32) {

@@ -1,9 +1,11 @@
-// assay data gsm8k|prefs|unlearn|ood: write the synthetic demo data sets.
+// assay data gsm8k|prefs|unlearn|ood: write the synthetic demo data sets, and
+// on-policy preference pairs sampled from a checkpoint (prefs --from-model).
 #include <filesystem>
 #include <iostream>
 #include <memory>
 
 #include "assay/datagen.h"
+#include "assay/evals_onpolicy.h"
 #include "registry.h"
 
 namespace {
@@ -50,20 +52,72 @@ void add_gsm(CLI::App* data) {
   });
 }
 
+// --from-model: on-policy pairs sampled from a checkpoint and ranked by the
+// verifier (evals_onpolicy.h); otherwise synthetic pairs.
+struct OnPolicyFlags {
+  std::string from_model, prompts, gen_kwargs, device = "cpu";
+  assay::evals::OnPolicyOptions opts;
+  int64_t limit = 0;
+};
+
+int run_onpolicy(const OnPolicyFlags& f, const assay::data::GsmOptions& g, const std::string& out) {
+  namespace ev = assay::evals;
+  ev::OnPolicyOptions opts = f.opts;
+  opts.seed = g.seed;
+  if (!f.gen_kwargs.empty())
+    if (auto st = ev::apply_gen_kwargs(f.gen_kwargs, &opts); !st.ok()) return fail("prefs", st);
+  if (auto st = ev::validate(opts); !st.ok()) return fail("prefs", st);
+  std::vector<ev::VerifiedPrompt> prompts;
+  if (!f.prompts.empty()) {
+    auto p = ev::load_verified_prompts(f.prompts);
+    if (!p.ok()) return fail("prefs", p.status());
+    prompts = std::move(*p);
+  } else {
+    if (auto st = assay::data::validate(g); !st.ok()) return fail("prefs", st);
+    prompts = ev::verified_prompts(assay::data::generate_gsm8k(g));
+  }
+  if (f.limit > 0 && static_cast<int64_t>(prompts.size()) > f.limit) prompts.resize(static_cast<size_t>(f.limit));
+  auto r = ev::onpolicy_prefs_from_checkpoint(f.from_model, prompts, opts, f.device);
+  if (!r.ok()) return fail("prefs", r.status());
+  std::cerr << "assay data prefs: " << ev::summary(*r) << "\n";
+  std::vector<std::string> lines;
+  for (const auto& p : r->pairs) lines.push_back(assay::data::to_jsonl(assay::data::PrefExample{p.id, p.prompt, p.chosen, p.rejected}));
+  return write("prefs", out, lines);
+}
+
 void add_prefs(CLI::App* data) {
   auto o = std::make_shared<assay::data::GsmOptions>();
   auto out = std::make_shared<std::string>();
+  auto f = std::make_shared<OnPolicyFlags>();
   auto* c = data->add_subcommand("prefs", "Preference pairs (prompt/chosen/rejected JSONL) from word problems");
-  c->add_option("--n", o->n, "Number of pairs")->capture_default_str();
+  c->add_option("--n", o->n, "Number of pairs (with --from-model: of generated problems to prompt with)")->capture_default_str();
   c->add_option("--difficulty", o->difficulty, "1..8, as for gsm8k")->capture_default_str();
-  c->add_option("--seed", o->seed, "Random seed")->capture_default_str();
+  c->add_option("--seed", o->seed, "Random seed (with --from-model: also the base of each sample's seed)")->capture_default_str();
   c->add_option("--out", *out, "Output JSONL file")->required();
+  auto* from = c->add_option("--from-model", f->from_model,
+                             "On-policy pairs: sample answers from this native checkpoint and rank them with --verifier");
+  const std::vector<CLI::Option*> onpolicy = {
+      c->add_option("--verifier", f->opts.verifier, "--from-model: how samples are ranked (gsm8k: exact match of the final answer)")->capture_default_str(),
+      c->add_option("--samples-per-prompt", f->opts.samples_per_prompt, "--from-model: samples drawn per prompt")->capture_default_str(),
+      c->add_option("--pairs-per-prompt", f->opts.pairs_per_prompt, "--from-model: most pairs per prompt (distinct correct vs distinct incorrect samples)")->capture_default_str(),
+      c->add_option("--prompts", f->prompts, "--from-model: JSONL question/answer (GSM8K layout) or prompt/answer; default: --n generated problems"),
+      c->add_option("--gen-kwargs", f->gen_kwargs, "--from-model: sampling in lm-eval's --gen_kwargs syntax, e.g. temperature=0.8,top_p=0.95,max_gen_toks=128 (default: temperature 1)"),
+      c->add_option("--filter", f->opts.filter, "--from-model: gsm8k answer filter, strict-match or flexible-extract")->capture_default_str(),
+      c->add_option("--limit", f->limit, "--from-model: only the first N prompts (0 = all)")->capture_default_str(),
+      c->add_option("--device", f->device, "--from-model: cpu, cuda, cuda:N or auto")->capture_default_str()};
+  for (auto* opt : onpolicy) opt->needs(from);
   c->footer(
       "\nEach line: {\"id\", \"prompt\", \"chosen\", \"rejected\"}. The prompt is\n"
       "\"Question: ...\\nAnswer:\"; chosen is the correct worked answer, rejected makes one\n"
       "arithmetic slip and carries it through to a wrong final number.\n\n"
-      "Example:\n  assay data prefs --n 200 --difficulty 2 --seed 2 --out prefs.jsonl");
-  c->callback([o, out] {
+      "With --from-model, the pairs are the checkpoint's own samples: K per prompt, ranked by\n"
+      "the gsm8k filter and exact match against the reference answer; a prompt gives pairs only\n"
+      "when it has a correct and an incorrect sample. The counts go to stderr.\n\n"
+      "Examples:\n  assay data prefs --n 200 --difficulty 2 --seed 2 --out prefs.jsonl\n"
+      "  assay data prefs --from-model runs/sft/final --verifier gsm8k --samples-per-prompt 8 \\\n"
+      "      --prompts train.jsonl --gen-kwargs temperature=0.8,max_gen_toks=128 --out onpolicy.jsonl");
+  c->callback([o, out, f] {
+    if (!f->from_model.empty()) return set_exit_code(run_onpolicy(*f, *o, *out));
     if (auto st = assay::data::validate(*o); !st.ok()) return set_exit_code(fail("prefs", st));
     set_exit_code(write("prefs", *out, lines_of(assay::data::generate_prefs(*o))));
   });

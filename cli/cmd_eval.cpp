@@ -77,7 +77,7 @@ int run(ev::EvalOptions o) {
 
 void add_options(CLI::App* c, const std::shared_ptr<ev::EvalOptions>& o) {
   c->add_option("suite", o->suite,
-                "Suite: a shipped name (gsm8k, ood, provenance, unlearning; specs in " +
+                "Suite: a shipped name (gsm8k, ood, provenance, unlearning, preference, diversity; specs in " +
                     ev::shipped_suites_dir() + ") or a path to a suite spec JSON file")
       ->required();
   c->add_option("--model-path", o->model_path, "Native checkpoint directory to evaluate");
@@ -118,17 +118,18 @@ void add_options(CLI::App* c, const std::shared_ptr<ev::EvalOptions>& o) {
   c->add_option("--fewshot-seed", o->fewshot_seed, "gsm8k: seed of the Python-compatible shot sampler (default: the spec's)");
   c->add_option("--max-gen-toks", o->max_gen_toks, "gsm8k: most new tokens per generation (default: the spec's)");
   c->add_option("--gen-kwargs", o->gen_kwargs,
-                "gsm8k: generation settings in lm-eval's --gen_kwargs syntax, e.g. "
-                "temperature=0.7,top_p=0.9,top_k=50,seed=1 (default: greedy); part of the cache key");
+                "gsm8k, preference, diversity: generation settings in lm-eval's --gen_kwargs syntax, e.g. "
+                "temperature=0.7,top_p=0.9,top_k=50,seed=1,max_gen_toks=64 (default: greedy for gsm8k, "
+                "temperature 1 for the diversity samples); part of the cache key");
   // ood
   c->add_option("--base", o->base, "ood: native checkpoint of the model before finetuning");
   c->add_option("--id", o->id_file, "ood: in-distribution texts (JSONL text or question/answer, or plain lines)");
   c->add_option("--ood", o->ood_file, "ood: out-of-distribution texts");
   c->add_option("--variant", o->variant, "ood: text (NLR/LR on whole texts) or qa (S_{a|q}); default: the spec's");
   // provenance
-  c->add_option("--reference", o->reference, "provenance: native checkpoint independent of the training order");
+  c->add_option("--reference", o->reference, "provenance: native checkpoint independent of the training order; preference: the reference model of the implicit reward (the policy before alignment)");
   c->add_option("--transcript", o->transcript, "provenance: training transcript JSONL (example_id, order); default: the run's artifact in --db, or transcript.jsonl beside the checkpoint directory");
-  c->add_option("--data", o->data, "provenance: data files holding the transcript's examples (default: train_config.json beside the transcript)");
+  c->add_option("--data", o->data, "provenance: data files holding the transcript's examples (default: train_config.json beside the transcript); preference: held-out pairs (prompt/chosen/rejected JSONL, as `assay data prefs` writes); diversity: prompts (JSONL prompt, question or text)");
   c->add_option("--permutations", o->permutations, "provenance: permutations of the exact test (default: the spec's)");
   c->add_option("--alpha", o->alpha, "provenance: significance level of the verdict (default: the spec's)");
   // unlearning
@@ -141,7 +142,7 @@ void add_options(CLI::App* c, const std::shared_ptr<ev::EvalOptions>& o) {
 
 void add_eval(CLI::App& app) {
   auto o = std::make_shared<ev::EvalOptions>();
-  auto* c = app.add_subcommand("eval", "Run an eval suite (gsm8k, ood, provenance, unlearning) on a model");
+  auto* c = app.add_subcommand("eval", "Run an eval suite (gsm8k, ood, provenance, unlearning, preference, diversity) on a model");
   add_options(c, o);
   c->footer(
       "\nThe model is a native checkpoint (--model-path), an OpenAI-compatible server (--endpoint,\n"
@@ -158,7 +159,11 @@ void add_eval(CLI::App& app) {
       "  assay eval ood --model-path runs/sft/final --base runs/teacher/final --id id.jsonl --ood weather.jsonl\n"
       "  assay eval provenance --model-path runs/sft/final --reference runs/other/final --db results.db\n"
       "  assay eval unlearning --model-path runs/npo/final --forget forget.jsonl --retain retain.jsonl \\\n"
-      "      --holdout holdout.jsonl --retain-model runs/retain/final");
+      "      --holdout holdout.jsonl --retain-model runs/retain/final\n"
+      "  assay eval preference --model-path runs/dpo/final --reference runs/sft/final --data heldout_prefs.jsonl \\\n"
+      "      --gen-kwargs temperature=1.0,seed=1 --db results.db\n"
+      "Preference options (beta, samples_per_prompt, diversity_prompts) are the suite spec's \"options\";\n"
+      "copy evals/suites/preference.json and pass its path as SUITE to change them.");
   c->callback([o] { set_exit_code(run(*o)); });
 }
 

@@ -1,14 +1,44 @@
 // assay train RECIPE --config FILE.json [--device D]: run a training recipe on the native engine.
+// assay train merge --base CKPT --adapter DIR --out DIR: fold a PEFT LoRA adapter into a checkpoint.
 #include <csignal>
 #include <iostream>
 #include <memory>
 
+#include "assay/lora.h"
 #include "assay/train.h"
 #include "registry.h"
 
 namespace {
 
 using assay::cli::set_exit_code;
+
+// `assay train merge`: W + (lora_alpha/r)·(B·A)ᵀ into every targeted Conv1D
+// weight, written as a plain checkpoint whose parent is the base.
+CLI::App* add_train_merge(CLI::App& train) {
+  auto* m = train.add_subcommand("merge", "Merge a PEFT LoRA adapter (adapter_config.json + "
+                                          "adapter_model.safetensors) into its base checkpoint");
+  auto base = std::make_shared<std::string>();
+  auto adapter = std::make_shared<std::string>();
+  auto out = std::make_shared<std::string>();
+  m->add_option("--base", *base, "Base checkpoint directory (the adapter's base_model_name_or_path)")->required();
+  m->add_option("--adapter", *adapter, "Adapter directory, e.g. <run>/final/adapter")->required();
+  m->add_option("--out", *out, "Output checkpoint directory")->required();
+  m->footer(
+      "\nThe adapter must target Conv1D weights of the base (PEFT fan_in_fan_out layout, GPT-2).\n"
+      "Example:\n"
+      "  assay train merge --base demo/runs/facts/final --adapter demo/runs/unlearn_loku/final/adapter \\\n"
+      "      --out demo/runs/unlearn_loku/merged\n");
+  m->callback([base, adapter, out] {
+    auto h = assay::engine::lora::merge_to_checkpoint(*base, *adapter, *out);
+    if (!h.ok()) {
+      std::cerr << "assay train merge: " << h.status().message() << "\n";
+      return set_exit_code(1);
+    }
+    std::cout << "merged " << *adapter << " into " << *base << " -> " << *out << " (" << *h << ")\n";
+    set_exit_code(0);
+  });
+  return m;
+}
 
 void add_train(CLI::App& app) {
   auto* t = app.add_subcommand("train", "Train a model: pretrain, sft, distill, align or unlearn");
@@ -17,10 +47,10 @@ void add_train(CLI::App& app) {
   auto out_dir = std::make_shared<std::string>();
   auto sets = std::make_shared<std::vector<std::string>>();
   auto device = std::make_shared<std::string>();
-  t->add_option("recipe", *recipe, "pretrain | sft | distill | align | unlearn")
-      ->required()
+  // Not ->required(): `assay train merge` runs without them (checked in the callback).
+  t->add_option("recipe", *recipe, "pretrain | sft | distill | align | unlearn (required)")
       ->check(CLI::IsMember(assay::train::recipe_names()));
-  t->add_option("--config", *config, "Recipe config (JSON file)")->required();
+  t->add_option("--config", *config, "Recipe config (JSON file; required)");
   t->add_option("--out-dir", *out_dir, "Output directory (overrides config out_dir and ASSAY_OUTPUT_DIR)");
   t->add_option("--set", *sets,
                 "Override a config field before validation: dotted.key=value (value parsed as JSON,\n"
@@ -42,12 +72,28 @@ void add_train(CLI::App& app) {
       "layout; each names its parent), transcript.jsonl (the order examples were seen).\n"
       "With ASSAY_METRICS_FD set, metric and checkpoint lines go to that descriptor as JSON.\n\n" +
       help +
+      "  method loku (LoRA unlearning, CPU only): loss = forget_weight * inverted hinge(forget)\n"
+      "  + retain_weight * NLL(retain), only LoRA adapters trained; lora {r (8), alpha (2r),\n"
+      "  targets [c_attn, c_proj, c_fc] (PEFT target_modules), init fila|default}. fila: Fisher-\n"
+      "  weighted SVD init, residual base saved in <out>/base. Each checkpoint holds the merged\n"
+      "  model plus adapter/ (PEFT adapter_config.json + adapter_model.safetensors).\n"
+      "\nmerge: assay train merge --base CKPT --adapter DIR --out DIR writes W + (alpha/r)(BA)^T.\n"
       "\nExamples:\n"
       "  assay data gsm8k --n 200 --seed 1 --out data/gsm.jsonl\n"
       "  assay train pretrain --config examples/train/teacher.json\n"
       "  assay train distill --config examples/train/distill.json --set objective.type=rkl\n"
-      "  assay train pretrain --config examples/train/teacher.json --device cuda:0\n");
-  t->callback([recipe, config, out_dir, sets, device] {
+      "  assay train pretrain --config examples/train/teacher.json --device cuda:0\n"
+      "  assay train unlearn --config examples/train/unlearn_loku.json\n"
+      "  assay train merge --base demo/runs/facts/final --adapter demo/runs/unlearn_loku/final/adapter \\\n"
+      "      --out demo/runs/unlearn_loku/merged\n");
+  auto* merge = add_train_merge(*t);
+  t->callback([merge, recipe, config, out_dir, sets, device] {
+    if (merge->parsed()) return;
+    if (recipe->empty() || config->empty()) {
+      std::cerr << "assay train: " << (recipe->empty() ? "RECIPE" : "--config")
+                << " is required (run `assay train --help`)\n";
+      return set_exit_code(1);
+    }
     auto env = assay::train::env_from_process(&std::cout);
     if (!env.ok()) {
       std::cerr << "assay train: " << env.status().message() << "\n";

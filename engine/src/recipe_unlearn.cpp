@@ -5,6 +5,8 @@
 //   kl        forget_term = -NLL(forget),   retain_term = KL(p_ref || q) on retain
 //   npo       forget_term = NPO(beta) vs the frozen init, retain_term = NLL(retain)
 //   simnpo    forget_term = SimNPO(beta, delta),          retain_term = NLL(retain)
+//   loku      forget_term = IHL(forget) on LoRA adapters,  retain_term = NLL(retain)
+//             (recipe_loku.cpp: adapters, FILA init, PEFT files)
 // NLL terms are means over completion tokens (the answer, prompt masked).
 #include <algorithm>
 #include <optional>
@@ -30,7 +32,7 @@ Status read_unlearn(Cfg& root, UnlearnConfig& u) {
   ASSAY_RETURN_IF_ERROR(data.string("retain", u.retain));
   ASSAY_RETURN_IF_ERROR(data.string("holdout", u.holdout));
   ASSAY_RETURN_IF_ERROR(data.finish());
-  ASSAY_RETURN_IF_ERROR(root.string("method", u.method, {"ga", "graddiff", "kl", "npo", "simnpo"}));
+  ASSAY_RETURN_IF_ERROR(root.string("method", u.method, {"ga", "graddiff", "kl", "npo", "simnpo", "loku"}));
   ASSAY_ASSIGN_OR_RETURN(Cfg o, root.object("objective"));
   ASSAY_RETURN_IF_ERROR(o.number("beta", u.beta, 0, 1e6, true));
   ASSAY_RETURN_IF_ERROR(o.number("delta", u.delta, -1e6, 1e6));
@@ -48,7 +50,15 @@ Status read_unlearn(Cfg& root, UnlearnConfig& u) {
 
 }  // namespace
 
+// Method loku trains LoRA adapters instead of the model (recipe_loku.cpp).
+Result<RunSummary> recipe_unlearn_loku(Cfg& root, const std::string& text, const RunEnv& env);
+
 Result<RunSummary> recipe_unlearn(Cfg& root, const std::string& text, const RunEnv& env) {
+  {
+    std::string method;
+    ASSAY_RETURN_IF_ERROR(root.string("method", method));
+    if (method == "loku") return recipe_unlearn_loku(root, text, env);
+  }
   CommonConfig c;
   UnlearnConfig u;
   ASSAY_RETURN_IF_ERROR(read_common(root, c, /*init_required=*/true));

@@ -29,7 +29,14 @@ const SuiteRunner kRunners[] = {
     {"ood", prepare_ood, run_ood_task},
     {"provenance", prepare_provenance, run_provenance_task},
     {"unlearning", prepare_unlearning, run_unlearning_task},
+    {"preference", prepare_preference, run_preference_task},
+    {"diversity", prepare_diversity, run_diversity_task},
 };
+
+// Tasks that generate, so that --gen-kwargs applies to them.
+bool generates(const std::string& task) {
+  return task == "gsm8k" || task == "preference" || task == "diversity";
+}
 
 Result<const SuiteRunner*> runner_for(const schemas::SuiteSpec& spec) {
   for (const SuiteRunner& r : kRunners)
@@ -166,8 +173,9 @@ Status setup(EvalContext& c, const SuiteRunner** runner) {
   ASSAY_ASSIGN_OR_RETURN(*runner, runner_for(c.spec));
   ASSAY_RETURN_IF_ERROR(check_modes(c));
   if (!c.o.gen_kwargs.empty()) {
-    if (c.spec.task != "gsm8k")
-      return Status::Invalid("--gen-kwargs applies to generation suites (gsm8k), not task \"" +
+    if (!generates(c.spec.task))
+      return Status::Invalid("--gen-kwargs applies to generation suites (gsm8k, preference, "
+                             "diversity), not task \"" +
                              c.spec.task + "\"");
     auto g = parse_gen_kwargs(c.o.gen_kwargs);
     if (!g.ok()) return g.status().with_context("--gen-kwargs");

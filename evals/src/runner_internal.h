@@ -64,6 +64,10 @@ Status prepare_provenance(EvalContext& c);
 Result<TaskOutput> run_provenance_task(EvalContext& c);
 Status prepare_unlearning(EvalContext& c);
 Result<TaskOutput> run_unlearning_task(EvalContext& c);
+Status prepare_preference(EvalContext& c);
+Result<TaskOutput> run_preference_task(EvalContext& c);
+Status prepare_diversity(EvalContext& c);
+Result<TaskOutput> run_diversity_task(EvalContext& c);
 
 // ---- helpers (runner.cpp) ----------------------------------------------------
 

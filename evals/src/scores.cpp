@@ -52,6 +52,39 @@ Result<std::vector<ResultRow>> ood_report(const std::vector<OodText>& texts,
   return rows;
 }
 
+Result<std::vector<ResultRow>> ood_loss_report(const std::vector<OodText>& texts,
+                                               const std::string& suite) {
+  std::vector<int> labels;
+  std::vector<double> base, by_set[2][2];  // [label][0 = base, 1 = finetuned]
+  for (const auto& t : texts) {
+    if (t.label != 0 && t.label != 1)
+      return Status::Invalid("ood: label must be 0 (ID) or 1 (OOD), got " + std::to_string(t.label));
+    labels.push_back(t.label);
+    base.push_back(t.loss_base);
+    by_set[t.label][0].push_back(t.loss_base);
+    by_set[t.label][1].push_back(t.loss_ft);
+  }
+  auto m = detection_metrics(base, labels);
+  if (!m.ok()) return m.status().with_context("ood score base_loss");
+  const int64_t n = static_cast<int64_t>(texts.size());
+  std::vector<ResultRow> rows = {
+      {suite, "base_loss_auroc", "none", m->auroc, std::nullopt, n, "1.0"},
+      {suite, "base_loss_aupr", "none", m->aupr, std::nullopt, n, "1.0"},
+      {suite, "base_loss_ap", "none", m->average_precision, std::nullopt, n, "1.0"},
+      {suite, "base_loss_fpr95", "none", m->fpr95, std::nullopt, n, "1.0"}};
+  const char* set_names[2] = {"id", "ood"};
+  const char* model_names[2] = {"base", "finetuned"};
+  for (int label = 0; label < 2; ++label)
+    for (int model = 0; model < 2; ++model) {
+      const MeanStderr ms = mean_stderr(by_set[label][model]);
+      ResultRow r{suite, "mean_loss", std::string(set_names[label]) + "_" + model_names[model],
+                  ms.mean, std::nullopt, ms.n, "1.0"};
+      if (std::isfinite(ms.stderr_)) r.stderr_ = ms.stderr_;
+      rows.push_back(r);
+    }
+  return rows;
+}
+
 QaScores ood_qa_scores(const QaLogliks& base, const QaLogliks& ft) {
   QaScores s;
   s.s_q = base.q - ft.q;

@@ -75,6 +75,8 @@ Result<std::vector<ResultRow>> run_ood_suite(Backend& base, Backend& finetuned,
       texts.push_back(t);
     }
     ASSAY_ASSIGN_OR_RETURN(auto rows, ood_report(texts, suite));
+    ASSAY_ASSIGN_OR_RETURN(auto loss_rows, ood_loss_report(texts, suite));
+    rows.insert(rows.end(), loss_rows.begin(), loss_rows.end());
     return rows;
   }
   if (opts.variant != "qa")
@@ -95,6 +97,9 @@ Result<std::vector<ResultRow>> run_ood_suite(Backend& base, Backend& finetuned,
     scores["s_a_given_q"].push_back(s.s_a_given_q);
     scores["s_qa"].push_back(s.s_qa);
     scores["s_a"].push_back(s.s_a);
+    // Likelihood-alone baselines on "q\na\n": summed NLL, higher = more OOD.
+    scores["ft_nll_qa"].push_back(-lf[i].qa);
+    scores["base_nll_qa"].push_back(-lb[i].qa);
   }
   std::vector<ResultRow> rows;
   for (const auto& [name, v] : scores) {

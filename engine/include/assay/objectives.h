@@ -61,6 +61,14 @@ struct TokenLoss {
 Result<TokenLoss> cross_entropy(const Logits& z, std::span<const int> targets,
                                 std::span<const float> mask, GradSink grad);
 
+// Inverted hinge loss (LoKU unlearning), per valid token with p = softmax(z_t)
+// and m = argmax_{v != y_t} p[v] (the first index on ties):
+//   IHL_t = 1 + p[y_t] - p[m]  in [0, 2];  L = sum_t mask_t IHL_t / sum(mask)
+//   dIHL_t/dz_k = p_y (onehot(y)_k - p_k) - p_m (onehot(m)_k - p_k)
+// Descending it lowers the target's probability and raises the runner-up's.
+Result<TokenLoss> inverted_hinge(const Logits& z, std::span<const int> targets,
+                                 std::span<const float> mask, GradSink grad);
+
 // ---------------------------------------------------------------------------
 // Token-level distillation against teacher logits of the same shape.
 

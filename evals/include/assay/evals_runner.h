@@ -2,7 +2,8 @@
 // run_eval finds the suite spec, works out the eval's identity (checkpoint
 // hash, suite, versioned inputs, seed), serves it from the results store when
 // the same eval was already done, else runs the suite's task through a table
-// of runners (one per task: gsm8k, ood, provenance, unlearning), then records
+// of runners (one per task: gsm8k, ood, provenance, unlearning, preference,
+// diversity), then records
 // rows, writes the lm-eval style results file and reports the metric line.
 #pragma once
 
@@ -69,7 +70,7 @@ enum class EvalStage { kSetup, kRun };
 // *failed_in (when given) is set on failure.
 Result<EvalOutcome> run_eval(const EvalOptions& opts, EvalStage* failed_in = nullptr);
 
-// Tasks that have a runner, e.g. {"gsm8k", "ood", "provenance", "unlearning"}.
+// Tasks that have a runner, in table order (gsm8k, ood, provenance, ...).
 std::vector<std::string> eval_tasks();
 
 }  // namespace assay::evals

@@ -46,6 +46,16 @@ Result<DetectionMetrics> detection_metrics(const std::vector<double>& scores,
 Result<std::vector<ResultRow>> ood_report(const std::vector<OodText>& texts,
                                           const std::string& suite = "ood");
 
+// Loss-alone baselines and per-set losses, beside ood_report's rows, so the
+// ratio can be compared with likelihood alone in one query. Sign convention:
+// a higher loss is "more OOD", for either model (no score is negated).
+//   base_loss_auroc / _aupr / _ap / _fpr95: loss_base as the detector
+//   (ood_report's loss_* rows are loss_ft, the finetuned model's loss);
+//   mean_loss with filter id_base, id_finetuned, ood_base, ood_finetuned:
+//   mean per-token loss of each set under each model (stderr, n = texts).
+Result<std::vector<ResultRow>> ood_loss_report(const std::vector<OodText>& texts,
+                                               const std::string& suite = "ood");
+
 // QA variant: summed log-likelihoods of q ("q\n"), a ("a\n") and qa ("q\na\n").
 struct QaLogliks {
   double q = 0, a = 0, qa = 0;

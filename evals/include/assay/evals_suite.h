@@ -29,7 +29,7 @@ nlohmann::json to_json(const ResultRow& r);
 // Directory of the shipped suite specs: $ASSAY_EVALS_SUITES, else the
 // build-time default (<source>/evals/suites).
 std::string shipped_suites_dir();
-// A spec by shipped name ("gsm8k", "ood", "provenance", "unlearning") or by
+// A spec by shipped name (a file stem in shipped_suites_dir(): "gsm8k", "ood", ...) or by
 // path to a JSON file, validated by schemas::parse_suite_spec. *spec_dir is
 // set to the spec's directory (relative data paths resolve against it).
 Result<schemas::SuiteSpec> find_suite_spec(const std::string& name_or_path, std::string* spec_dir);

@@ -18,7 +18,10 @@ struct OodSuiteOptions {
   std::string variant = "text";  // "text" (NLR/LR on whole texts) or "qa" (S_{a|q})
 };
 // Scores every ID (label 0) and OOD (label 1) item under both models.
-// text: rows of ood_report. qa: AUROC/AUPR/FPR95 of s_a_given_q, s_qa, s_a.
+// text: rows of ood_report, then of ood_loss_report (base-loss baseline,
+// mean losses per set and model). qa: AUROC/AUPR/AP/FPR95 of s_a_given_q,
+// s_qa, s_a and of the likelihood-alone baselines ft_nll_qa and base_nll_qa
+// (-ll of "q\na\n" under each model; higher = more OOD).
 Result<std::vector<ResultRow>> run_ood_suite(Backend& base, Backend& finetuned,
                                              const std::vector<TextItem>& id_items,
                                              const std::vector<TextItem>& ood_items,

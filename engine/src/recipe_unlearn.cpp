@@ -37,11 +37,18 @@ Status read_unlearn(Cfg& root, UnlearnConfig& u) {
   ASSAY_RETURN_IF_ERROR(o.number("beta", u.beta, 0, 1e6, true));
   ASSAY_RETURN_IF_ERROR(o.number("delta", u.delta, -1e6, 1e6));
   ASSAY_RETURN_IF_ERROR(o.number("forget_weight", u.forget_weight, 0, 1e6));
+  // -1: not given. GA is gradient ascent on the forget split alone, so a
+  // retain weight given with it is refused rather than silently dropped.
+  u.retain_weight = -1;
   ASSAY_RETURN_IF_ERROR(o.number("retain_weight", u.retain_weight, 0, 1e6));
+  if (u.method == "ga" && u.retain_weight > 0)
+    return Status::Invalid(o.where("retain_weight") + ": method ga trains on the forget split alone; "
+                           "got " + std::to_string(u.retain_weight) +
+                           " (use graddiff for ascent on forget plus descent on retain)");
+  if (u.retain_weight < 0) u.retain_weight = u.method == "ga" ? 0 : 1;
   ASSAY_RETURN_IF_ERROR(o.integer("holdout_eval", u.holdout_eval, 0, 1 << 20));
   ASSAY_RETURN_IF_ERROR(o.finish());
   if (u.beta < 0) u.beta = u.method == "simnpo" ? 4.5 : 0.1;
-  if (u.method == "ga") u.retain_weight = 0;
   if (u.retain_weight > 0 && u.retain.empty())
     return Status::Invalid(data.where("retain") + ": required by method " + u.method +
                            " (or set /objective/retain_weight to 0)");

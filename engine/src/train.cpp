@@ -116,8 +116,12 @@ std::string recipe_config_help(const std::string& recipe) {
          "objective {loss: sigmoid|ipo|hinge|robust, divergence: reverse_kl|forward_kl|js|alpha,\n"
          "beta (0.1), robust_eps, alpha}. batch_size counts pairs.\n";
   if (recipe == "unlearn")
-    h += "\nunlearn: init (required), data {forget, retain, holdout}, method ga|graddiff|kl|npo|simnpo,\n"
-         "objective {beta (npo 0.1, simnpo 4.5), delta, forget_weight, retain_weight, holdout_eval}.\n";
+    h += "\nunlearn: init (required), data {forget, retain, holdout}, method ga|graddiff|kl|npo|simnpo|loku,\n"
+         "objective {beta (npo 0.1, simnpo 4.5), delta, forget_weight, retain_weight, holdout_eval}.\n"
+         "ga trains on the forget split alone: retain_weight must be unset (it is 0 for ga).\n"
+         "loku: lora {r (8), alpha (2r), targets ([c_attn, c_proj, c_fc]), init fila|default};\n"
+         "only the adapters train (inverted hinge loss on forget + NLL on retain); checkpoints\n"
+         "hold the merged model plus adapter/ in the PEFT layout (assay train merge).\n";
   return h;
 }
 

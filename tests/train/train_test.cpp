@@ -273,6 +273,15 @@ TEST_F(TrainTest, UnlearnNpoStartsAtReferenceValueAndRaisesForgetLoss) {
   EXPECT_LT(g->first_loss, 0.0);
   EXPECT_LT(g->last_loss, g->first_loss - 0.1);
   EXPECT_NEAR(g->last_metrics["forget_loss"], -g->last_loss, 1e-9);
+  // GA ignores the retain split: a retain weight given with it is an error,
+  // not silently dropped.
+  ga["objective"] = {{"retain_weight", 1.0}};
+  auto g2 = run("unlearn", ga);
+  ASSERT_FALSE(g2.ok());
+  EXPECT_NE(g2.status().message().find("/objective/retain_weight: method ga trains on the forget "
+                                       "split alone"),
+            std::string::npos)
+      << g2.status().message();
   for (const char* method : {"graddiff", "simnpo", "kl"}) {
     json c = cfg;
     c["method"] = method;

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -152,6 +153,13 @@ using assay::cli::counts_line;
 int do_submit(const Conn& c, const std::string& file, bool single, bool wait, bool json) {
   auto doc = assay::schemas::load_json_file(file);
   if (!doc.ok()) return fail("submit", doc.status());
+  // Checked here first, with the errors `assay local` and `assay spec check`
+  // give ("sweep.json: /seeds/1: ..."), so a bad spec never needs a
+  // coordinator; the coordinator checks it again.
+  const std::string source = std::filesystem::path(file).filename().string();
+  const Status valid = single ? assay::schemas::parse_run_spec(*doc, source).status()
+                              : assay::schemas::parse_sweep_spec(*doc, source).status();
+  if (!valid.ok()) return fail("submit", valid);
   auto cl = connect(c);
   if (!cl.ok()) return fail("submit", cl.status());
   auto& client = **cl;
@@ -434,6 +442,8 @@ void add_metrics(CLI::App& app) {
   struct O {
     int64_t id = 0;
     std::string key;
+    int attempt = 0;  // 0: the run's current attempt
+    bool all_attempts = false;
     bool json = false;
   };
   auto o = std::make_shared<O>();
@@ -441,14 +451,25 @@ void add_metrics(CLI::App& app) {
   auto* s = app.add_subcommand("metrics", "Print a run's metric points");
   s->add_option("run", o->id, "Run id")->required();
   s->add_option("--key", o->key, "Only this metric");
+  auto* att = s->add_option("--attempt", o->attempt,
+                            "Points of this attempt (default: the run's current attempt)")
+                  ->check(CLI::PositiveNumber);
+  s->add_flag("--all-attempts", o->all_attempts, "Points of every attempt, with an attempt column")
+      ->excludes(att);
   s->add_flag("--json", o->json, "Print JSON");
   add_conn_flags(s, c);
-  s->footer("\nExample:\n  assay metrics 42 --key loss");
+  s->footer("\nA run retried after its worker died keeps the earlier attempts' points; they\n"
+            "are shown only on request.\n\nExamples:\n  assay metrics 42 --key loss\n"
+            "  assay metrics 42 --all-attempts");
   s->callback([o, c] {
     auto cl = connect(*c);
     if (!cl.ok()) return assay::cli::set_exit_code(fail("metrics", cl.status()));
     std::string q = "/v1/runs/" + std::to_string(o->id) + "/metrics";
-    if (!o->key.empty()) q += "?key=" + co::url_encode(o->key);
+    std::vector<std::string> args;
+    if (!o->key.empty()) args.push_back("key=" + co::url_encode(o->key));
+    if (o->all_attempts) args.push_back("attempt=all");
+    else if (o->attempt > 0) args.push_back("attempt=" + std::to_string(o->attempt));
+    for (size_t i = 0; i < args.size(); ++i) q += (i ? "&" : "?") + args[i];
     auto res = (*cl)->call("GET", q);
     if (!res.ok()) return assay::cli::set_exit_code(fail("metrics", res.status()));
     if (o->json) {
@@ -456,9 +477,13 @@ void add_metrics(CLI::App& app) {
       return;
     }
     std::vector<std::vector<std::string>> rows;
-    for (auto& p : (*res)["points"])
-      rows.push_back({text_of(p["key"]), text_of(p["step"]), text_of(p["value"])});
-    print_rows({"key", "step", "value"}, rows);
+    for (auto& p : (*res)["points"]) {
+      std::vector<std::string> row = {text_of(p["key"]), text_of(p["step"]), text_of(p["value"])};
+      if (o->all_attempts) row.insert(row.begin(), text_of(p.value("attempt", Json())));
+      rows.push_back(std::move(row));
+    }
+    if (o->all_attempts) print_rows({"attempt", "key", "step", "value"}, rows);
+    else print_rows({"key", "step", "value"}, rows);
   });
 }
 

@@ -3,6 +3,7 @@
 
 #include <iostream>
 
+#include "assay/version.h"
 #include "registry.h"
 
 int main(int argc, char** argv) {
@@ -13,7 +14,7 @@ int main(int argc, char** argv) {
       "metric, checkpoint and eval result lands in one SQLite database you can query with SQL.",
       "assay"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "assay 0.1.0");
+  app.set_version_flag("--version", std::string("assay ") + assay::kVersion);
   app.footer(
       "\nExamples:\n"
       "  assay db init --db results.db          create a results database\n"

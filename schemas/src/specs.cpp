@@ -56,17 +56,20 @@ Result<Dimension> read_dimension(const Json& j, const std::string& ptr, std::str
   return d;
 }
 
-// Every {name} in the command must be a dimension or "seed".
+// Every {name} in the command must be a dimension or "seed". One pass over
+// the command: a name ends at its first non-identifier character, so text
+// such as "{{{{...}" is not rescanned from every brace.
 Status check_placeholders(const SweepSpec& s, std::string_view source) {
   const std::string& c = s.command;
+  auto ident = [](char ch) { return std::isalnum(static_cast<unsigned char>(ch)) || ch == '_'; };
   for (size_t i = c.find('{'); i != std::string::npos; i = c.find('{', i + 1)) {
-    size_t j = c.find('}', i);
-    if (j == std::string::npos) break;
-    std::string name = c.substr(i + 1, j - i - 1);
-    bool ident = !name.empty();
-    for (char ch : name) ident = ident && (std::isalnum(static_cast<unsigned char>(ch)) || ch == '_');
-    if (!ident) continue;  // not a placeholder, e.g. a JSON literal or ${VAR}
+    size_t j = i + 1;
+    while (j < c.size() && ident(c[j])) ++j;
+    // Not a placeholder: no name, no closing brace right after it (a JSON
+    // literal, say), or ${VAR}.
+    if (j == i + 1 || j == c.size() || c[j] != '}') continue;
     if (i > 0 && c[i - 1] == '$') continue;
+    const std::string name = c.substr(i + 1, j - i - 1);
     if (name != "seed" && !s.space.count(name)) {
       std::string known = "seed";
       for (const auto& [k, _] : s.space) known += ", " + k;

@@ -11,6 +11,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "support/temp_dir.h"
+
 namespace assay::evals::testing {
 
 // Runs the body file given as argv[1]; an ImportError (a reference module
@@ -36,8 +38,9 @@ inline std::optional<nlohmann::json> run_python(const std::string& body, std::st
   }
 
   static int counter = 0;
-  std::string path = std::string(::testing::TempDir()) + "assay_pyref_" +
-                     std::to_string(getpid()) + "_" + std::to_string(counter++) + ".py";
+  // Scripts live in a directory of this program's, removed when it exits.
+  static assay::testing::TempDir dir("pyref");
+  std::string path = dir.file("pyref_" + std::to_string(counter++) + ".py");
   std::ofstream(path) << kPyWrapper;
   std::ofstream(path + ".body") << body;
   std::string cmd = py + " " + path + " " + path + ".body 2>&1";

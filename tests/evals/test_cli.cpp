@@ -9,6 +9,7 @@
 
 #include "fake_server.h"
 #include "support/run_cmd.h"
+#include "support/temp_dir.h"
 
 namespace {
 
@@ -18,7 +19,11 @@ CmdResult run_assay(const std::string& args) {
   return assay::testing::run_cmd(std::string(ASSAY_EXE) + " " + args);
 }
 
-std::string tmp(const std::string& name) { return std::string(::testing::TempDir()) + name; }
+// Files of this program's tests, in a directory removed when it exits.
+std::string tmp(const std::string& name) {
+  static assay::testing::TempDir dir("evals-cli");
+  return dir.file(name);
+}
 
 nlohmann::json read_json(const std::string& path) {
   std::ifstream in(path);

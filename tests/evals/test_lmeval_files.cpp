@@ -10,6 +10,7 @@
 #include "assay/evals_report.h"
 #include "assay/specs.h"
 #include "pyref.h"
+#include "support/temp_dir.h"
 
 namespace assay::evals {
 namespace {
@@ -28,7 +29,8 @@ std::vector<json> lines_of(const std::string& text) {
 }
 
 std::string write_tmp(const std::string& name, const std::string& text) {
-  std::string path = std::string(::testing::TempDir()) + name;
+  static assay::testing::TempDir dir("lmeval-files");  // removed when the program exits
+  std::string path = dir.file(name);
   std::ofstream(path, std::ios::binary) << text;
   return path;
 }

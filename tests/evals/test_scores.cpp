@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "assay/evals_scores.h"
+#include "support/temp_dir.h"
 
 namespace assay::evals {
 namespace {
@@ -80,7 +81,8 @@ TEST(EvalsScores, ReshuffleAndDisplacement) {
 }
 
 TEST(EvalsScores, TranscriptReader) {
-  std::string path = std::string(::testing::TempDir()) + "assay_transcript.jsonl";
+  assay::testing::TempDir dir("scores");
+  std::string path = dir.file("transcript.jsonl");
   std::ofstream(path) << "{\"example_id\": \"a\", \"step\": 3}\n\n{\"example_id\": 7, \"step\": 1}\n";
   auto t = read_transcript_jsonl(path, "example_id", "step").value();
   ASSERT_EQ(t.size(), 2u);

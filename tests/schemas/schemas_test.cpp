@@ -9,6 +9,7 @@
 
 #include "assay/specs.h"
 #include "assay/validate.h"
+#include "support/temp_dir.h"
 
 namespace fs = std::filesystem;
 using assay::schemas::Json;
@@ -168,7 +169,8 @@ TEST(SpecParse, MetricLines) {
 }
 
 TEST(SpecFiles, JsonSyntaxErrorsNameFileLineAndColumn) {
-  const std::string path = ::testing::TempDir() + "/broken-sweep.json";
+  assay::testing::TempDir dir("schemas");
+  const std::string path = dir.file("broken-sweep.json");
   { std::ofstream(path) << "{\n  \"name\": \"x\",\n  \"command\": oops\n}\n"; }
   auto r = assay::schemas::load_sweep_spec(path);
   ASSERT_FALSE(r.ok());

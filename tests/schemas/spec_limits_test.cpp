@@ -9,6 +9,7 @@
 #include <string>
 
 #include "assay/specs.h"
+#include "support/temp_dir.h"
 
 namespace fs = std::filesystem;
 using assay::schemas::Json;
@@ -17,17 +18,12 @@ namespace {
 
 class SpecLimits : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/assay_spec_limits_XXXXXX";
-    dir_ = mkdtemp(tmpl);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
   std::string write(const std::string& name, const std::string& text) {
-    const std::string p = dir_ + "/" + name;
+    const std::string p = dir_.file(name);
     std::ofstream(p) << text;
     return p;
   }
-  std::string dir_;
+  assay::testing::TempDir dir_{"spec-limits"};
 };
 
 std::string deep_array(size_t n) { return std::string(n, '[') + std::string(n, ']'); }

@@ -1,17 +1,6 @@
-// A temporary directory removed at the end of a test.
+// The shared temp-dir helper under the name the store and engine tests use.
 #pragma once
 
-#include <stdlib.h>
+#include "support/temp_dir.h"
 
-#include <filesystem>
-#include <string>
-
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char tmpl[] = "/tmp/assay-test-XXXXXX";
-    path = mkdtemp(tmpl);
-  }
-  ~TempDir() { std::filesystem::remove_all(path); }
-  std::string file(const std::string& name) const { return path + "/" + name; }
-};
+using TempDir = assay::testing::TempDir;

@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include "assay/worker_gpu.h"
+#include "support/temp_dir.h"
 
 using namespace assay::worker;
 
@@ -49,7 +50,8 @@ TEST(Nvml, ListsComputeProcessesPerDevice) {
   ::unsetenv("FAKE_NVML_PROCS_FILE");
   ASSERT_TRUE(nvml->processes(0, &p));
   EXPECT_TRUE(p.empty());
-  std::string file = ::testing::TempDir() + "/nvml-procs-" + std::to_string(::getpid());
+  assay::testing::TempDir dir("nvml");
+  std::string file = dir.file("procs");
   {
     std::ofstream out(file);
     for (int i = 0; i < 100; ++i) out << "1 " << 1000 + i << " " << i << "\n";  // > the first buffer

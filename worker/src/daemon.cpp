@@ -62,7 +62,6 @@ Status run_worker(const WorkerConfig& cfg_in, const std::atomic<bool>& stop,
 
   SpoolOpenStats stats;
   ASSAY_ASSIGN_OR_RETURN(auto spool, Spool::open(cfg.spool_dir, &stats));
-  http_global_init();
 
   Shared s(cfg, log);
   s.instance = random_hex(16);

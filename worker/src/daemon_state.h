@@ -1,4 +1,6 @@
-// State the worker's threads share. Everything under `mu` unless atomic.
+// State the worker's threads share. Each field says what makes sharing it
+// safe: the mutex that guards it (ASSAY_GUARDED_BY), being atomic, or being
+// set before the threads start and never written again.
 #pragma once
 
 #include <atomic>
@@ -15,6 +17,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "assay/thread_annotations.h"
 #include "assay/worker.h"
 #include "assay/worker_spool.h"
 #include "http_client.h"
@@ -52,10 +55,13 @@ inline constexpr const char* kRecFinished = "finished";
 
 struct Shared {
   Shared(const WorkerConfig& c, std::ostream& l) : cfg(c), log_out(l) {}
+
+  // Set before the threads start, then only read: no lock.
   const WorkerConfig& cfg;
   std::string instance;           // random per process start
-  Spool* spool = nullptr;
+  Spool* spool = nullptr;         // the Spool is thread-safe itself (its own mutex)
 
+  // Flags and settings any thread reads or writes: atomic, no lock.
   std::atomic<bool> registered{false};
   std::atomic<double> heartbeat_s{10};
   std::atomic<bool> stop_leasing{false};  // draining: lease no more
@@ -63,28 +69,30 @@ struct Shared {
   std::atomic<bool> supervisor_done{false};
   std::atomic<bool> delivery_done{false};
 
+  // The run bookkeeping the lease, supervisor and delivery threads share.
   std::mutex mu;
-  std::deque<LeasedRun> incoming;              // leased, not yet started
-  std::set<int64_t> cancel;                    // runs a user cancelled
-  std::set<AttemptKey> dropped;                // no longer ours: kill, report nothing
-  std::map<AttemptKey, LogCursor> logs;        // logs still to ship
-  std::set<AttemptKey> held;                   // ours until `finished` is delivered
-  int live_processes = 0;                      // started and not yet finished
+  std::deque<LeasedRun> incoming ASSAY_GUARDED_BY(mu);        // leased, not yet started
+  std::set<int64_t> cancel ASSAY_GUARDED_BY(mu);              // runs a user cancelled
+  std::set<AttemptKey> dropped ASSAY_GUARDED_BY(mu);          // no longer ours: kill, report nothing
+  std::map<AttemptKey, LogCursor> logs ASSAY_GUARDED_BY(mu);  // logs still to ship
+  std::set<AttemptKey> held ASSAY_GUARDED_BY(mu);             // ours until `finished` is delivered
+  int live_processes ASSAY_GUARDED_BY(mu) = 0;                // started and not yet finished
 
-  bool is_dropped(const AttemptKey& k) {
+  bool is_dropped(const AttemptKey& k) ASSAY_EXCLUDES(mu) {
     std::lock_guard lock(mu);
     return dropped.count(k) > 0;
   }
-  void drop(const AttemptKey& k) {
+  void drop(const AttemptKey& k) ASSAY_EXCLUDES(mu) {
     std::lock_guard lock(mu);
     dropped.insert(k);
     held.erase(k);
     logs.erase(k);
   }
 
-  void say(const std::string& line);
+  // One line to the worker's log, whole, from any thread.
+  void say(const std::string& line) ASSAY_EXCLUDES(log_mu);
   std::mutex log_mu;
-  std::ostream& log_out;
+  std::ostream& log_out;  // written only under log_mu (a reference takes no annotation)
 };
 
 // Checked reads of peer data (coordinator replies): nullopt when the value

@@ -1,13 +1,17 @@
-// A small blocking HTTP client for the coordinator API (libcurl easy handle,
-// keep-alive). One per thread; not thread-safe.
+// The worker's calls to the coordinator: POSTs whose every reply, 4xx/5xx
+// included, is a value the caller classifies (deliver, retry, drop), over
+// the one HTTP client of assay/http_client.h (its header describes the
+// transport errors and timeouts). One per thread; not thread-safe.
 #pragma once
 
 #include <atomic>
+#include <memory>
 #include <string>
 #include <string_view>
 
 #include <nlohmann/json.hpp>
 
+#include "assay/http_client.h"
 #include "assay/status.h"
 
 namespace assay::worker {
@@ -21,7 +25,7 @@ struct HttpReply {
 
   bool ok() const { return status >= 200 && status < 300; }
   // 5xx: the coordinator asked to retry later.
-  bool retryable() const { return status == 0 || status >= 500; }
+  bool retryable() const { return status == 0 || http::reply_is_retryable(static_cast<int>(status)); }
 };
 
 class HttpClient {
@@ -33,8 +37,8 @@ class HttpClient {
   HttpClient(const HttpClient&) = delete;
   HttpClient& operator=(const HttpClient&) = delete;
 
-  // A transport failure (refused, timed out, aborted) is an Unavailable status;
-  // any HTTP reply, 4xx/5xx included, is a value.
+  // A transport failure (refused, timed out, aborted) is an Unavailable status
+  // naming POST and the URL; any HTTP reply, 4xx/5xx included, is a value.
   Result<HttpReply> post_json(const std::string& path, const nlohmann::json& body,
                               double timeout_s = 15);
   Result<HttpReply> post_bytes(const std::string& path, std::string_view bytes,
@@ -42,14 +46,10 @@ class HttpClient {
 
  private:
   Result<HttpReply> perform(const std::string& path, std::string_view body,
-                            const char* content_type, double timeout_s);
-  std::string base_;
-  std::string auth_header_;
-  const std::atomic<bool>* abort_;
-  void* curl_ = nullptr;
+                            const std::string& content_type, double timeout_s);
+  Status bad_url_;  // a base_url that does not parse: every call returns it
+  std::unique_ptr<http::Client> client_;
 };
 
-// Must run once before any thread creates a client.
-void http_global_init();
 
 }  // namespace assay::worker

@@ -21,10 +21,15 @@ struct ValidationError {
   std::string message;  // "expected a number > 0, got -1"
 };
 
-// Validates `doc` against `schema`. Returns every error found (empty = valid).
-// The first error is the most specific one.
-Result<std::vector<ValidationError>> validate(const nlohmann::json& schema,
-                                              const nlohmann::json& doc);
+struct ValidationReport {
+  // The first errors found (at most 32), the most specific one first.
+  std::vector<ValidationError> errors;
+  size_t total = 0;  // every error found; 0 = valid
+};
+
+// Validates `doc` against `schema`, in time linear in the size of `doc`
+// (uniqueItems is hashed), however many errors it has.
+Result<ValidationReport> validate(const nlohmann::json& schema, const nlohmann::json& doc);
 
 // Validates against one of the embedded schemas ("sweep.schema.json", ...).
 // Ok when valid; otherwise Invalid("<source>: <pointer>: <message>").

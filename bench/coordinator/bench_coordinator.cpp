@@ -209,7 +209,8 @@ void bench_ingest() {
   double t1 = wall();
   sqlite3_exec(db, "BEGIN", nullptr, nullptr, nullptr);
   sqlite3_stmt* ins = nullptr;
-  sqlite3_prepare_v2(db, "INSERT INTO metrics(run_id,key_id,step,value,wall_time) VALUES(?,?,?,?,?) "
+  sqlite3_prepare_v2(db, "INSERT INTO metrics(run_id,attempt,key_id,step,value,wall_time) "
+                     "VALUES(?,1,?,?,?,?) "
                      "ON CONFLICT DO UPDATE SET value=excluded.value, wall_time=excluded.wall_time",
                      -1, &ins, nullptr);
   for (int r = 0; r < kRuns; ++r)

@@ -4,6 +4,7 @@
 #include <fstream>
 
 #include "assay/json_limits.h"
+#include "assay/version.h"
 #include "core_internal.h"
 
 namespace assay::coordinator {
@@ -41,7 +42,6 @@ Result<std::unique_ptr<Coordinator>> Coordinator::open(const Options& opts_in) {
   store::OpenOptions so;
   so.clock = opts.clock;
   ASSAY_ASSIGN_OR_RETURN(impl->db, store::Store::open(opts.db_path, so));
-  impl->sdb = std::make_unique<SchedDb>(impl->db->handle());
   std::error_code ec;
   fs::create_directories(opts.logs_dir, ec);
   if (ec) return Status::IoError("coordinator: cannot create logs dir " + opts.logs_dir + ": " +
@@ -102,9 +102,9 @@ Status Coordinator::Impl::rebuild() {
 }
 
 Status Coordinator::Impl::reload() {
-  ASSAY_ASSIGN_OR_RETURN(sweep_names, sdb->sweep_names());
-  ASSAY_ASSIGN_OR_RETURN(cancel_requested, sdb->cancel_requests());
-  ASSAY_ASSIGN_OR_RETURN(auto instances, sdb->worker_instances());
+  ASSAY_ASSIGN_OR_RETURN(sweep_names, db->sweep_names());
+  ASSAY_ASSIGN_OR_RETURN(cancel_requested, db->cancel_requests());
+  ASSAY_ASSIGN_OR_RETURN(auto instances, db->worker_instances());
   ASSAY_ASSIGN_OR_RETURN(auto workers, db->workers());
   for (auto& w : workers) {
     WorkerInfo wi;
@@ -115,8 +115,8 @@ Status Coordinator::Impl::reload() {
     wi.gpus = gpus_from_json(Json::parse(w.gpus_json, nullptr, false));
     wi.last_heartbeat = w.last_heartbeat;
     if (auto it = instances.find(w.id); it != instances.end()) {
-      wi.instance = it->second.first;
-      wi.max_runs = it->second.second;
+      wi.instance = it->second.instance;
+      wi.max_runs = it->second.max_runs;
     }
     sched.upsert_worker(std::move(wi));
   }
@@ -135,7 +135,7 @@ Status Coordinator::Impl::reload() {
   // Leased/running runs keep their resources; their workers get a full ttl to
   // reconnect, counted from now.
   double until = now() + ttl();
-  ASSAY_ASSIGN_OR_RETURN(auto placements, sdb->placements());
+  ASSAY_ASSIGN_OR_RETURN(auto placements, db->held_placements());
   std::set<int64_t> held;
   std::vector<int64_t> orphans;
   for (auto& p : placements) {
@@ -187,7 +187,7 @@ Status Coordinator::Impl::lose_lease(int64_t run_id, const std::string& why) {
   }
   ASSAY_RETURN_IF_ERROR(db->transaction([&]() -> Status {
     ASSAY_RETURN_IF_ERROR(db->transition(t));
-    if (cancel) ASSAY_RETURN_IF_ERROR(sdb->clear_cancel_request(run_id));
+    if (cancel) ASSAY_RETURN_IF_ERROR(db->clear_cancel_request(run_id));
     return Status::Ok();
   }));
   // Resources are freed only once the database agrees, so a failed write
@@ -263,6 +263,7 @@ Json Coordinator::Impl::run_json(const store::Run& r) {
   j["created_at"] = r.created_at;
   j["started_at"] = r.started_at ? Json(*r.started_at) : Json(nullptr);
   j["finished_at"] = r.finished_at ? Json(*r.finished_at) : Json(nullptr);
+  j["reported_at"] = r.reported_at ? Json(*r.reported_at) : Json(nullptr);
   j["cancel_requested"] = cancel_requested.count(r.id) != 0;
   return j;
 }
@@ -315,7 +316,7 @@ std::optional<store::Run> Coordinator::Impl::worker_run(int64_t run_id,
     return std::move(r).value();
   }
   if (store::is_terminal(r->state) && allow_terminal) {
-    auto p = sdb->placement(run_id);
+    auto p = db->placement(run_id);
     if (p.ok() && p->has_value() && (*p)->worker_id == worker_id && (*p)->attempt == attempt)
       return std::move(r).value();
   }
@@ -330,7 +331,7 @@ Status Coordinator::Impl::cancel_run(const store::Run& r, const std::string& act
                                       std::string(store::to_string(r.state)));
   if (r.state == store::RunState::kRunning) {
     ASSAY_RETURN_IF_ERROR(db->transaction([&]() -> Status {
-      ASSAY_RETURN_IF_ERROR(sdb->set_cancel_request(r.id, now()));
+      ASSAY_RETURN_IF_ERROR(db->set_cancel_request(r.id, now()));
       return db->add_event(r.id, actor, "cancel_requested",
                            "cancel requested; waiting for the worker to stop the process");
     }));
@@ -391,7 +392,7 @@ Response Coordinator::Impl::route(const Request& req) {
     return error_response(404, "not_found", "no such path: " + t.path + " (the API is under /v1)");
   if (s.size() == 2 && s[1] == "health") {
     if (m != "GET") return error_response(405, "method_not_allowed", "use GET /v1/health");
-    return json_response(200, {{"ok", true}, {"version", "0.1.0"}});
+    return json_response(200, {{"ok", true}, {"version", assay::kVersion}});
   }
   bool worker_api = s.size() >= 2 && s[1] == "worker";
   Role role = role_of(opts, req.authorization);

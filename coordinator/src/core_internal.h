@@ -2,8 +2,6 @@
 // shared by the handler files (core.cpp, handlers_worker.cpp, handlers_user.cpp).
 #pragma once
 
-#include <sqlite3.h>
-
 #include <functional>
 #include <map>
 #include <memory>
@@ -52,78 +50,15 @@ std::string describe(const Json& v);  // short rendering of a value for errors
 Result<int64_t> parse_int(const std::string& s, const std::string& what);
 Result<double> parse_double(const std::string& s, const std::string& what);
 
-// ---- Coordinator-specific SQL (sched_db.cpp) ----------------------------------
-
-struct Placement {
-  int64_t run_id = 0;
-  std::string worker_id;
-  int attempt = 0;
-  std::vector<int> gpus;
-  int cpus = 0;
-};
-
-struct SweepRow {
-  int64_t id = 0;
-  std::string name, content_hash;
-  double created_at = 0;
-  std::map<std::string, int64_t> counts;  // state -> runs
-};
-
-// One eval run created by a sweep's eval hook (table eval_hook_runs).
-struct EvalHookRun {
-  int64_t producer_run_id = 0;
-  std::string checkpoint_hash;
-  std::string suite;            // the hook's suite, as written in the spec
-  int64_t eval_run_id = 0;
-  std::optional<int64_t> step;  // the checkpoint's step
-  int64_t seed = 0;
-};
-
-// Thin wrappers over statements on the Store's connection; callers run them
-// inside Store::transaction when they write.
-class SchedDb {
- public:
-  explicit SchedDb(sqlite3* db) : db_(db) {}
-  ~SchedDb();
-  SchedDb(const SchedDb&) = delete;
-  SchedDb& operator=(const SchedDb&) = delete;
-  Status put_placement(const Placement& p, double at);
-  Result<std::optional<Placement>> placement(int64_t run_id);
-  Result<std::vector<Placement>> placements();
-  Status set_cancel_request(int64_t run_id, double at);
-  Status clear_cancel_request(int64_t run_id);
-  Result<std::set<int64_t>> cancel_requests();
-  // true when the batch is new (and is now recorded).
-  Result<bool> note_batch(int64_t run_id, int attempt, int64_t seq, int64_t points, double at);
-  Status put_worker_instance(const std::string& worker_id, const std::string& instance,
-                             int max_runs, double at);
-  Result<std::map<std::string, std::pair<std::string, int>>> worker_instances();
-  Result<std::vector<SweepRow>> sweeps(const std::optional<int64_t>& only_id);
-  Result<std::map<int64_t, std::string>> sweep_names();
-  // Eval hooks: the eval run already made for (producer, checkpoint, suite).
-  Result<std::optional<int64_t>> eval_hook_run(int64_t producer_run_id,
-                                               const std::string& checkpoint_hash,
-                                               const std::string& suite);
-  Status put_eval_hook_run(const EvalHookRun& e, double at);
-  // The hook row of an eval run; empty for any other run.
-  Result<std::optional<EvalHookRun>> eval_hook_of(int64_t eval_run_id);
-
- private:
-  Status exec_bind(const char* sql, const std::function<void(sqlite3_stmt*)>& bind,
-                   const std::function<void(sqlite3_stmt*)>& row = {});
-  sqlite3* db_;
-  // Prepared once per SQL text (keys are the string literals' addresses).
-  std::map<const char*, sqlite3_stmt*> cache_;
-};
-
 // ---- The state ----------------------------------------------------------------
 
 enum class Role { kNone, kUser, kWorker };
 
 struct Coordinator::Impl {
   Options opts;
+  // The results database; the coordinator's own tables too (run_placement,
+  // cancel requests, metric batches, eval hooks) through its API.
   std::unique_ptr<store::Store> db;
-  std::unique_ptr<SchedDb> sdb;
   Scheduler sched;
   std::map<int64_t, std::string> sweep_names;
   std::set<int64_t> cancel_requested;

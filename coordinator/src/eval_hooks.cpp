@@ -23,6 +23,13 @@
 //    "same_worker") the eval run is pinned to that worker with the reserved
 //    label assay.worker; placement "any" lets it run anywhere, for workers
 //    that share the checkpoint directory.
+//  - args "transcript_from": "<run name or id>" (provenance) names another
+//    run whose training order the checkpoint is tested against: resolved
+//    when the eval run is made (that run must have succeeded) to its
+//    'transcript' artifact, else to transcript.jsonl beside its final
+//    checkpoint's directory, and passed as --transcript PATH (the eval reads the data from train_config.json beside
+//    it). A name or run that does not resolve writes an 'eval_hook_error'
+//    event on the producer and makes no eval run, so a later report retries.
 //  - Results: the eval run reports its rows on ASSAY_METRICS_FD as eval keys
 //    (common/include/assay/eval_key.h: "<suite>@<version>/<metric>[,<filter>]"
 //    with ":stderr" and ":n" companions) like any metric; when it succeeds
@@ -35,6 +42,7 @@
 #include <cctype>
 #include <cmath>
 #include <map>
+#include <optional>
 #include <string_view>
 #include <tuple>
 
@@ -45,6 +53,10 @@
 namespace assay::coordinator {
 
 namespace {
+
+// args key naming another run whose transcript the eval reads (provenance:
+// test this checkpoint against that run's training order).
+constexpr const char* kTranscriptFrom = "transcript_from";
 
 struct Hook {
   std::string suite;
@@ -92,6 +104,7 @@ std::string shell_quote(const std::string& s) {
 std::string args_text(const Json& args) {
   std::string out;
   for (auto& [k, v] : args.items()) {
+    if (k == kTranscriptFrom) continue;  // resolved by the coordinator (TranscriptSource)
     std::string key = k;
     std::replace(key.begin(), key.end(), '_', '-');
     std::string flag = " " + shell_quote("--" + key);
@@ -137,6 +150,90 @@ const store::Artifact* final_checkpoint(const std::vector<store::Artifact>& arts
   return best;
 }
 
+// Resolves args.transcript_from to a run and the path of its transcript.
+// A number (or a string that names no run but reads as one) is a run id; a
+// string is a run name, looked up in the producer's sweep first, then among
+// all runs, where it must be unique. The path: the run's latest artifact of
+// kind 'transcript'; else transcript.jsonl in the directory above its final
+// checkpoint (the engine writes <out>/transcript.jsonl beside <out>/final and
+// <out>/ckpt-N). The run must have succeeded. Errors are for the producer's
+// event log.
+struct TranscriptSource {
+  int64_t run_id = 0;
+  std::string path;
+};
+
+Result<std::vector<store::Run>> runs_named(store::Store& db, const std::string& name,
+                                           std::optional<int64_t> sweep_id) {
+  store::RunFilter f;
+  f.sweep_id = sweep_id;
+  std::vector<store::Run> out;
+  for (;;) {
+    ASSAY_ASSIGN_OR_RETURN(auto page, db.list_runs(f));
+    for (auto& r : page)
+      if (r.name == name) out.push_back(std::move(r));
+    if (page.size() < static_cast<size_t>(f.limit)) break;
+    f.after_id = page.back().id;
+  }
+  return out;
+}
+
+Result<store::Run> named_run(store::Store& db, const store::Run& producer, const Json& ref) {
+  const std::string shown = ref.is_string() ? ref.get<std::string>() : ref.dump();
+  std::optional<int64_t> id;
+  if (ref.is_number_integer()) {
+    id = ref.get<int64_t>();
+  } else if (ref.is_string() && !shown.empty()) {
+    ASSAY_ASSIGN_OR_RETURN(auto same, runs_named(db, shown, producer.sweep_id));
+    if (same.size() == 1) return same[0];
+    ASSAY_ASSIGN_OR_RETURN(auto all, runs_named(db, shown, std::nullopt));
+    if (all.size() == 1) return all[0];
+    if (all.size() > 1) {
+      std::string ids;
+      for (const auto& r : all) ids += (ids.empty() ? "" : ", ") + std::to_string(r.id);
+      return Status::Invalid(std::string(kTranscriptFrom) + " \"" + shown + "\": runs " + ids +
+                             " have that name; give the run id");
+    }
+    if (shown.find_first_not_of("0123456789") == std::string::npos && shown.size() < 19)
+      id = std::stoll(shown);
+  } else {
+    return Status::Invalid(std::string(kTranscriptFrom) +
+                           ": expected a run name or id, got " + ref.dump());
+  }
+  if (!id)
+    return Status::NotFound(std::string(kTranscriptFrom) + " \"" + shown + "\": no run has that name");
+  auto r = db.get_run(*id);
+  if (!r.ok() && r.status().code() == Code::kNotFound)
+    return Status::NotFound(std::string(kTranscriptFrom) + " " + shown + ": no run has that id");
+  return r;
+}
+
+Result<TranscriptSource> transcript_source(store::Store& db, const store::Run& producer,
+                                           const Json& ref) {
+  ASSAY_ASSIGN_OR_RETURN(store::Run src, named_run(db, producer, ref));
+  // A run still training has a partial transcript (it grows step by step).
+  if (src.state != store::RunState::kSucceeded)
+    return Status::FailedPrecondition(std::string(kTranscriptFrom) + ": run " +
+                                      std::to_string(src.id) + " (" + src.name + ") is " +
+                                      std::string(to_string(src.state)) +
+                                      "; its transcript is complete only once it has succeeded");
+  ASSAY_ASSIGN_OR_RETURN(auto arts, db.artifacts(src.id));
+  const store::Artifact* best = nullptr;
+  for (const auto& a : arts)
+    if (a.kind == "transcript" && (!best || a.id > best->id)) best = &a;
+  if (best) return TranscriptSource{src.id, best->path};
+  if (const store::Artifact* ck = final_checkpoint(arts)) {
+    std::string dir = ck->path;
+    while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+    const size_t slash = dir.rfind('/');
+    if (slash != std::string::npos && slash > 0)
+      return TranscriptSource{src.id, dir.substr(0, slash) + "/transcript.jsonl"};
+  }
+  return Status::NotFound(std::string(kTranscriptFrom) + ": run " + std::to_string(src.id) + " (" +
+                          src.name + ") has no 'transcript' artifact and no checkpoint to find "
+                          "transcript.jsonl beside");
+}
+
 }  // namespace
 
 namespace {
@@ -147,8 +244,23 @@ struct EvalMaker {
   const store::Run& p;
 
   Status make(const Hook& h, const store::Artifact& a, std::vector<int64_t>* created) {
-    ASSAY_ASSIGN_OR_RETURN(auto existing, c.sdb->eval_hook_run(p.id, a.content_hash, h.suite));
+    ASSAY_ASSIGN_OR_RETURN(auto existing, c.db->eval_hook_run(p.id, a.content_hash, h.suite));
     if (existing) return Status::Ok();
+    // Another run's transcript: resolved now; when it cannot be, the producer's
+    // log says why and no eval run is made (a re-sent report tries again).
+    std::optional<TranscriptSource> from;
+    if (auto it = h.args.find(kTranscriptFrom); it != h.args.end() && !it->is_null()) {
+      Result<TranscriptSource> t = h.args.contains("transcript")
+                                       ? Result<TranscriptSource>(Status::Invalid(
+                                             "give either transcript or transcript_from, not both"))
+                                       : transcript_source(*c.db, p, *it);
+      if (!t.ok())
+        return c.db->add_event(p.id, "coordinator", "eval_hook_error",
+                               h.suite + " (on " + h.on + ") on checkpoint " +
+                                   a.content_hash.substr(0, 12) + " not scheduled: " +
+                                   t.status().message());
+      from = *t;
+    }
     Json spec = Json::parse(p.spec_json, nullptr, false);
     Json env = spec.is_object() && spec.contains("env") ? spec["env"] : Json::object();
     Json sweep = spec.is_object() && spec.contains("sweep") ? spec["sweep"] : Json(nullptr);
@@ -160,31 +272,38 @@ struct EvalMaker {
                               {"eval_of", p.id},
                               {"hook", {{"suite", h.suite}, {"on", h.on}, {"args", h.args}}},
                               {"env", env}});
-    nr.params_json = dump_json({{"eval_of", p.id},
-                                {"suite", h.suite},
-                                {"checkpoint", a.content_hash},
-                                {"step", a.step ? Json(*a.step) : Json(nullptr)}});
+    Json params = {{"eval_of", p.id},
+                   {"suite", h.suite},
+                   {"checkpoint", a.content_hash},
+                   {"step", a.step ? Json(*a.step) : Json(nullptr)}};
+    if (from) params[kTranscriptFrom] = from->run_id;
+    nr.params_json = dump_json(params);
     nr.command = shell_quote(c.opts.assay_exe) + " eval " + shell_quote(h.suite) +
-                 " --model-path " + shell_quote(a.path) + args_text(h.args);
+                 " --model-path " + shell_quote(a.path) +
+                 (from ? " --transcript " + shell_quote(from->path) : std::string()) +
+                 args_text(h.args);
     nr.priority = p.priority;
     nr.resources = p.resources;
     Json labels = Json::parse(p.labels_json, nullptr, false);
     if (!labels.is_object()) labels = Json::object();
     if (h.same_worker) {
       // The checkpoint lives on the disk of the worker that reported it.
-      ASSAY_ASSIGN_OR_RETURN(auto where, c.sdb->placement(p.id));
+      ASSAY_ASSIGN_OR_RETURN(auto where, c.db->placement(p.id));
       if (where) labels[kWorkerIdLabel] = where->worker_id;
     }
     nr.labels_json = dump_json(labels);
     nr.max_attempts = p.max_attempts;
     ASSAY_ASSIGN_OR_RETURN(int64_t id, c.db->insert_run(nr, "coordinator"));
-    EvalHookRun row{p.id, a.content_hash, h.suite, id, a.step, hook_seed(h)};
-    ASSAY_RETURN_IF_ERROR(c.sdb->put_eval_hook_run(row, c.now()));
+    store::EvalHookRun row{p.id, a.content_hash, h.suite, id, a.step, hook_seed(h)};
+    ASSAY_RETURN_IF_ERROR(c.db->put_eval_hook_run(row, c.now()));
     ASSAY_RETURN_IF_ERROR(c.db->add_event(
         p.id, "coordinator", "eval_scheduled",
         "run " + std::to_string(id) + " evaluates " + h.suite + " (on " + h.on +
             ") on checkpoint " + a.content_hash.substr(0, 12) +
-            (a.step ? " at step " + std::to_string(*a.step) : std::string())));
+            (a.step ? " at step " + std::to_string(*a.step) : std::string()) +
+            (from ? " with the transcript of run " + std::to_string(from->run_id) + " (" +
+                        from->path + ")"
+                  : std::string())));
     created->push_back(id);
     return Status::Ok();
   }
@@ -229,7 +348,7 @@ namespace {
 // Copies an eval run's latest metric values into eval_results: each value
 // key with its ":stderr" and ":n" companions becomes one row (eval_key.h).
 Status copy_eval_metrics(Coordinator::Impl& c, int64_t run_id) {
-  ASSAY_ASSIGN_OR_RETURN(auto hook, c.sdb->eval_hook_of(run_id));
+  ASSAY_ASSIGN_OR_RETURN(auto hook, c.db->eval_hook_of(run_id));
   if (!hook) return Status::Ok();
   ASSAY_ASSIGN_OR_RETURN(auto points, c.db->metrics(run_id));
   std::map<std::string, const store::MetricPoint*> latest;  // key -> point at its highest step

@@ -141,7 +141,7 @@ Response Coordinator::Impl::h_submit_run(const Json& body) {
 }
 
 namespace {
-Json sweep_row_json(const SweepRow& s) {
+Json sweep_row_json(const store::SweepCounts& s) {
   Json counts = Json::object();
   for (auto& [k, v] : s.counts) counts[k] = v;
   return {{"id", s.id},
@@ -153,7 +153,7 @@ Json sweep_row_json(const SweepRow& s) {
 }  // namespace
 
 Response Coordinator::Impl::h_list_sweeps() {
-  auto rows = sdb->sweeps(std::nullopt);
+  auto rows = db->sweep_counts(std::nullopt);
   if (!rows.ok()) return status_response(rows.status());
   Json out = Json::array();
   for (auto& s : *rows) out.push_back(sweep_row_json(s));
@@ -164,7 +164,7 @@ Response Coordinator::Impl::h_get_sweep(const std::string& name) {
   auto sw = db->find_sweep(name);
   if (!sw.ok()) return status_response(sw.status());
   if (!sw->has_value()) return error_response(404, "not_found", "sweep '" + name + "' not found");
-  auto rows = sdb->sweeps((*sw)->id);
+  auto rows = db->sweep_counts((*sw)->id);
   if (!rows.ok()) return status_response(rows.status());
   if (rows->empty()) return error_response(404, "not_found", "sweep '" + name + "' not found");
   Json j = sweep_row_json(rows->front());
@@ -370,15 +370,32 @@ Response Coordinator::Impl::h_get_metrics(int64_t run_id, const Target& t) {
   if (!r.ok())
     return r.status().code() == Code::kNotFound ? run_not_found(run_id) : status_response(r.status());
   auto it = t.query.find("key");
-  auto pts = db->metrics(run_id, it == t.query.end() ? "" : it->second);
+  // ?attempt=N (one attempt), ?attempt=all; by default the run's current
+  // attempt, the one whose outcome the run shows.
+  int attempt = store::kCurrentAttempt;
+  if (auto a = t.query.find("attempt"); a != t.query.end()) {
+    if (a->second == "all") {
+      attempt = store::kAllAttempts;
+    } else {
+      auto n = parse_int(a->second, "query 'attempt'");
+      if (!n.ok() || *n < 1 || *n > r->attempt)
+        return error_response(400, "bad_request",
+                              "query 'attempt': expected 'all' or an attempt 1.." +
+                                  std::to_string(r->attempt) + " of run " +
+                                  std::to_string(run_id) + ", got '" + a->second + "'");
+      attempt = static_cast<int>(*n);
+    }
+  }
+  auto pts = db->metrics(run_id, it == t.query.end() ? "" : it->second, attempt);
   if (!pts.ok()) return status_response(pts.status());
   Json out = Json::array();
   for (auto& p : *pts)
     out.push_back({{"key", p.key},
                    {"step", p.step},
                    {"value", std::isfinite(p.value) ? Json(p.value) : Json(nullptr)},
-                   {"time", p.wall_time}});
-  return json_response(200, {{"points", out}});
+                   {"time", p.wall_time},
+                   {"attempt", p.attempt}});
+  return json_response(200, {{"points", out}, {"attempt", r->attempt}});
 }
 
 Response Coordinator::Impl::h_workers() {

@@ -6,6 +6,7 @@
 
 #include "core_internal.h"
 #include "metric_batch.h"
+#include "outcome.h"
 
 namespace assay::coordinator {
 
@@ -33,40 +34,6 @@ bool valid_worker_id(const std::string& id) {
 Response unknown_worker(const std::string& id) {
   return error_response(404, "unknown_worker",
                         "worker '" + id + "' is not registered (or restarted); register again");
-}
-
-const char* signal_name(int sig) {
-  switch (sig) {
-    case 1: return "SIGHUP";
-    case 2: return "SIGINT";
-    case 3: return "SIGQUIT";
-    case 4: return "SIGILL";
-    case 6: return "SIGABRT";
-    case 7: return "SIGBUS";
-    case 8: return "SIGFPE";
-    case 9: return "SIGKILL";
-    case 11: return "SIGSEGV";
-    case 13: return "SIGPIPE";
-    case 15: return "SIGTERM";
-    default: return "signal";
-  }
-}
-
-// The first line of `text` that reports a CUDA allocation failure, or "".
-std::string cuda_oom_line(const std::string& text) {
-  static const char* kPatterns[] = {"CUDA out of memory", "CUDA error: out of memory",
-                                    "cudaErrorMemoryAllocation", "OutOfMemoryError"};
-  for (const char* p : kPatterns) {
-    size_t at = text.find(p);
-    if (at == std::string::npos) continue;
-    size_t b = text.rfind('\n', at);
-    b = b == std::string::npos ? 0 : b + 1;
-    size_t e = text.find('\n', at);
-    std::string line = text.substr(b, (e == std::string::npos ? text.size() : e) - b);
-    if (line.size() > 300) line = line.substr(0, 300) + "...";
-    return line;
-  }
-  return "";
 }
 
 // A metric name becomes a column of the runs_wide view and a label in every
@@ -152,7 +119,7 @@ Response Coordinator::Impl::h_register(const Json& body) {
   w.last_heartbeat = t;
   Status st = db->transaction([&]() -> Status {
     ASSAY_RETURN_IF_ERROR(db->upsert_worker(w));
-    return sdb->put_worker_instance(id, instance, wi.max_runs, t);
+    return db->put_worker_instance(id, {instance, wi.max_runs}, t);
   });
   if (!st.ok()) return status_response(st);
 
@@ -309,7 +276,7 @@ Response Coordinator::Impl::h_lease(const Json& body, bool wait_expired) {
       tr.lease_expires_at = a.lease_expires_at;
       tr.detail = "leased to " + id;
       ASSAY_RETURN_IF_ERROR(db->transition(tr));
-      ASSAY_RETURN_IF_ERROR(sdb->put_placement({a.run_id, id, a.attempt, a.gpus, a.cpus}, t));
+      ASSAY_RETURN_IF_ERROR(db->put_placement({a.run_id, id, a.attempt, a.gpus, a.cpus}, t));
       lease_granted_at[a.run_id] = t;
       ASSAY_ASSIGN_OR_RETURN(auto r, db->get_run(a.run_id));
       runs.push_back(std::move(r));
@@ -396,15 +363,29 @@ Response Coordinator::Impl::h_finished(int64_t run_id, const Json& body) {
       return bad(Status::Invalid("field 'gpu_mem_source': expected \"process\" or \"device\", got \"" +
                                  gpu_mem_source + "\""));
   }
-  std::optional<int64_t> exit_code, sig;
+  ExitReport rep;
+  rep.oom_killed = oom_killed;
+  rep.timed_out = timed_out;
+  rep.cancelled = cancelled;
+  rep.spawn_error = spawn_error;
   if (body.contains("exit_code") && !body["exit_code"].is_null()) {
-    TRY_FIELD(exit_code, get_int(body, "exit_code"));
+    TRY_FIELD(rep.exit_code, get_int(body, "exit_code"));
   }
   if (body.contains("signal") && !body["signal"].is_null()) {
-    TRY_FIELD(sig, get_int(body, "signal"));
+    TRY_FIELD(rep.signal, get_int(body, "signal"));
   }
-  if (!exit_code && !sig && spawn_error.empty() && !cancelled && !timed_out && !oom_killed)
+  if (!rep.exit_code && !rep.signal && spawn_error.empty() && !cancelled && !timed_out &&
+      !oom_killed)
     return bad(Status::Invalid("finished report needs exit_code, signal or spawn_error"));
+  // When the process exited, by the worker's clock (protocol v1.7); older
+  // workers do not send it and the time of this report stands in.
+  std::optional<double> exited_at;
+  if (body.contains("exited_at") && !body["exited_at"].is_null()) {
+    TRY_FIELD(exited_at, get_number(body, "exited_at"));
+    if (!std::isfinite(*exited_at) || *exited_at <= 0)
+      return bad(Status::Invalid("field 'exited_at': expected unix seconds > 0, got " +
+                                 dump_json(body["exited_at"])));
+  }
   Response err;
   auto r = worker_run(run_id, id, attempt, true, &err);
   if (!r) return err;
@@ -420,51 +401,22 @@ Response Coordinator::Impl::h_finished(int64_t run_id, const Json& body) {
     return json_response(200, o);
   }
 
+  bool cancel_pending = cancel_requested.count(run_id) != 0;
+  rep.cancel_pending = cancel_pending;
+  rep.timeout_s = r->timeout_s;
+  RunOutcome oc = classify_outcome(
+      rep, [&] { return tail + "\n" + log_tail(run_id, r->attempt, 8192); });
   store::Transition tr;
   tr.run_id = run_id;
   tr.actor = "worker:" + id;
   tr.expect_from = store::RunState::kRunning;
-  if (exit_code) tr.exit_code = static_cast<int>(*exit_code);
+  if (rep.exit_code) tr.exit_code = static_cast<int>(*rep.exit_code);
   tr.peak_gpu_mem_mb = peak_gpu_mem;
   tr.gpu_mem_source = gpu_mem_source;
-  bool cancel_pending = cancel_requested.count(run_id) != 0;
-  std::string oom_line;
-  // CUDA OOM text only matters for a run that failed; the stored logs are
-  // read only then.
-  bool failed = (exit_code && *exit_code != 0) || sig;
-  if (!oom_killed && failed)
-    oom_line = cuda_oom_line(tail + "\n" + log_tail(run_id, r->attempt, 8192));
-  if (!spawn_error.empty()) {
-    tr.to = store::RunState::kFailed;
-    tr.failure_reason = store::FailureReason::kSpawnError;
-    tr.failure_detail = "could not start: " + spawn_error;
-  } else if (cancelled || (cancel_pending && sig)) {
-    tr.to = store::RunState::kCancelled;
-    tr.failure_reason = store::FailureReason::kCancelled;
-    tr.failure_detail = "cancelled by user";
-  } else if (timed_out) {
-    tr.to = store::RunState::kFailed;
-    tr.failure_reason = store::FailureReason::kTimeout;
-    tr.failure_detail = r->timeout_s ? "exceeded timeout of " +
-                                           std::to_string(static_cast<int64_t>(*r->timeout_s)) + " s"
-                                     : "timed out";
-  } else if (oom_killed || !oom_line.empty()) {
-    tr.to = store::RunState::kFailed;
-    tr.failure_reason = store::FailureReason::kOom;
-    tr.failure_detail = oom_killed ? "out of memory: killed by the host OOM killer"
-                                   : "out of memory: CUDA OOM in log: " + oom_line;
-  } else if (sig) {
-    tr.to = store::RunState::kFailed;
-    tr.failure_reason = store::FailureReason::kSignal;
-    tr.failure_detail = "killed by signal " + std::to_string(*sig) + " (" +
-                        signal_name(static_cast<int>(*sig)) + ")";
-  } else if (exit_code && *exit_code != 0) {
-    tr.to = store::RunState::kFailed;
-    tr.failure_reason = store::FailureReason::kExitCode;
-    tr.failure_detail = "exited with code " + std::to_string(*exit_code);
-  } else {
-    tr.to = store::RunState::kSucceeded;
-  }
+  tr.exited_at = exited_at;
+  tr.to = oc.state;
+  tr.failure_reason = oc.reason;
+  tr.failure_detail = oc.detail;
   tr.detail = tr.failure_detail.empty() ? "exited with code 0" : tr.failure_detail;
   std::vector<int64_t> created;
   Status st = db->transaction([&]() -> Status {
@@ -483,7 +435,7 @@ Response Coordinator::Impl::h_finished(int64_t run_id, const Json& body) {
       ASSAY_RETURN_IF_ERROR(db->add_event(run_id, tr.actor, "malformed_metric",
                                           std::to_string(malformed) +
                                               " malformed metric line(s) in total"));
-    if (cancel_pending) ASSAY_RETURN_IF_ERROR(sdb->clear_cancel_request(run_id));
+    if (cancel_pending) ASSAY_RETURN_IF_ERROR(db->clear_cancel_request(run_id));
     // Dependent eval runs commit (or roll back) with the success itself.
     if (tr.to == store::RunState::kSucceeded) ASSAY_RETURN_IF_ERROR(on_succeeded(*r, &created));
     return Status::Ok();
@@ -577,12 +529,13 @@ Response Coordinator::Impl::h_metrics_batch(int64_t run_id, MetricBatch b) {
     mp.step = p.step;
     mp.value = p.value;
     mp.wall_time = p.time.value_or(t);
+    mp.attempt = static_cast<int>(attempt);  // checked against the run by worker_run
     points.push_back(std::move(mp));
   }
   bool duplicate = false;
   Status st = db->transaction([&]() -> Status {
     if (seq) {
-      ASSAY_ASSIGN_OR_RETURN(bool fresh, sdb->note_batch(run_id, static_cast<int>(attempt), *seq,
+      ASSAY_ASSIGN_OR_RETURN(bool fresh, db->note_metric_batch(run_id, static_cast<int>(attempt), *seq,
                                                          static_cast<int64_t>(points.size()), t));
       if (!fresh) {
         duplicate = true;

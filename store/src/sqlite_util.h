@@ -89,3 +89,9 @@ Status exec(sqlite3* db, std::string_view text);
 Status error(sqlite3* db, std::string_view what);
 
 }  // namespace assay::store::sql
+
+// Inside a Store member: `var`, a sql::Stmt borrowed from the connection's
+// cache of prepared statements (reset when it goes out of scope).
+#define ASSAY_CACHED(var, text)                                          \
+  ASSAY_ASSIGN_OR_RETURN(sqlite3_stmt * var##_raw, cached_stmt(text)); \
+  ::assay::store::sql::Stmt var = ::assay::store::sql::Stmt::borrow(db_, var##_raw)

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <mutex>
 
 #include <nlohmann/json.hpp>
@@ -17,17 +18,13 @@ namespace assay::store {
 
 using sql::Stmt;
 
-#define ASSAY_CACHED(var, text)                                  \
-  ASSAY_ASSIGN_OR_RETURN(sqlite3_stmt * var##_raw, cached_stmt(text)); \
-  Stmt var = Stmt::borrow(db_, var##_raw)
-
 namespace {
 
 constexpr const char* kRunColumns =
     "id, sweep_id, name, spec_json, params_json, command, state, attempt, max_attempts, "
     "priority, gpus, gpu_mem_mb, cpus, labels_json, timeout_s, worker_id, lease_expires_at, "
     "failure_reason, failure_detail, exit_code, created_at, started_at, finished_at, "
-    "peak_gpu_mem_mb, coalesce(gpu_mem_source, '')";
+    "peak_gpu_mem_mb, coalesce(gpu_mem_source, ''), reported_at";
 
 Run read_run(const Stmt& s) {
   Run r;
@@ -54,6 +51,7 @@ Run read_run(const Stmt& s) {
   r.finished_at = s.opt_f64(22);
   r.peak_gpu_mem_mb = s.opt_i64(23);
   r.gpu_mem_source = s.text(24);
+  r.reported_at = s.opt_f64(25);
   return r;
 }
 
@@ -213,10 +211,21 @@ Result<std::unique_ptr<Store>> Store::open(const std::string& path, const OpenOp
                                       std::to_string(cur) + ", this binary needs " +
                                       std::to_string(latest) + "; run `assay db migrate`");
   }
+  ASSAY_RETURN_IF_ERROR(st->ensure_wide_view().with_context(path));
   return st;
 }
 
 Result<int> Store::schema_version() { return current_version(db_); }
+
+// A migration that changes what runs_wide reads drops it (its columns depend
+// on the data, so no migration can write it); it is rebuilt here.
+Status Store::ensure_wide_view() {
+  ASSAY_CACHED(s, "SELECT count(*) FROM sqlite_master WHERE type = 'view' AND name = 'runs_wide'");
+  ASSAY_ASSIGN_OR_RETURN(bool row, s.step());
+  if (row && s.i64(0) > 0) return Status::Ok();
+  (void)s.reset();
+  return refresh_wide_view();
+}
 
 class Store::TxScope {
  public:
@@ -390,7 +399,9 @@ Status Store::transition(const Transition& t) {
         "failure_reason = ?5, failure_detail = ?6, exit_code = ?7, attempt = attempt + ?8, "
         "started_at = CASE WHEN ?2 = 'running' THEN ?9 WHEN ?2 = 'queued' THEN NULL "
         "  ELSE started_at END, "
-        "finished_at = CASE WHEN ?2 = 'succeeded' OR ?2 = 'failed' OR ?2 = 'cancelled' THEN ?9 "
+        "finished_at = CASE WHEN ?2 = 'succeeded' OR ?2 = 'failed' OR ?2 = 'cancelled' "
+        "  THEN coalesce(?12, ?9) ELSE NULL END, "
+        "reported_at = CASE WHEN ?2 = 'succeeded' OR ?2 = 'failed' OR ?2 = 'cancelled' THEN ?9 "
         "ELSE NULL END, "
         "peak_gpu_mem_mb = CASE WHEN ?2 = 'queued' THEN NULL ELSE coalesce(?10, peak_gpu_mem_mb) END, "
         "gpu_mem_source = CASE WHEN ?2 = 'queued' THEN NULL ELSE coalesce(?11, gpu_mem_source) END "
@@ -408,6 +419,15 @@ Status Store::transition(const Transition& t) {
     s.bind(8, t.bump_attempt ? 1 : 0).bind(9, at);
     if (t.peak_gpu_mem_mb) s.bind(10, *t.peak_gpu_mem_mb); else s.bind_null(10);
     if (!t.gpu_mem_source.empty()) s.bind(11, t.gpu_mem_source); else s.bind_null(11);
+    // The exit time comes from the worker's clock: keep it between the start
+    // this database saw and now, so a skewed clock cannot make a negative
+    // duration or a run that ended in the future.
+    std::optional<double> ended;
+    if (t.exited_at && std::isfinite(*t.exited_at)) {
+      ended = std::min(*t.exited_at, at);
+      if (cur.started_at) ended = std::max(*ended, *cur.started_at);
+    }
+    s.bind(12, ended);
     ASSAY_RETURN_IF_ERROR(s.exec().with_context(who));
     ASSAY_CACHED(e, "INSERT INTO run_events(run_id, at, actor, kind, from_state, to_state, detail) "
         "VALUES (?1, ?2, ?3, 'state', ?4, ?5, ?6)");
@@ -466,17 +486,34 @@ Result<int64_t> Store::intern_key(const std::string& key, bool* added) {
 Status Store::put_metrics(const std::vector<MetricPoint>& points) {
   if (points.empty()) return Status::Ok();
   return transaction([&]() -> Status {
-    ASSAY_CACHED(s, "INSERT INTO metrics(run_id, key_id, step, value, wall_time) VALUES (?1, ?2, ?3, ?4, ?5) "
-        "ON CONFLICT(run_id, key_id, step) DO UPDATE SET value = excluded.value, "
+    ASSAY_CACHED(s, "INSERT INTO metrics(run_id, attempt, key_id, step, value, wall_time) "
+        "VALUES (?1, ?6, ?2, ?3, ?4, ?5) "
+        "ON CONFLICT(run_id, attempt, key_id, step) DO UPDATE SET value = excluded.value, "
         "wall_time = excluded.wall_time");
+    // Points written without an attempt belong to the run's current one;
+    // looked up once per run (a batch holds one run's points).
+    int64_t current_of = 0;
+    int current = 0;
     for (const auto& p : points) {
       if (p.key.empty())
         return Status::Invalid("run " + std::to_string(p.run_id) + ": metric key is empty");
+      if (p.attempt < 0)
+        return Status::Invalid("run " + std::to_string(p.run_id) + ": metric '" + p.key +
+                               "': attempt must be >= 1, got " + std::to_string(p.attempt));
+      int attempt = p.attempt;
+      if (attempt == 0) {
+        if (current == 0 || current_of != p.run_id) {
+          ASSAY_ASSIGN_OR_RETURN(current, current_attempt(p.run_id));
+          current_of = p.run_id;
+        }
+        attempt = current;
+      }
       bool added = false;
       ASSAY_ASSIGN_OR_RETURN(int64_t kid, intern_key(p.key, &added));
       wide_dirty_ = wide_dirty_ || added;
       (void)s.reset();
-      s.bind(1, p.run_id).bind(2, kid).bind(3, p.step).bind(4, p.value).bind(5, p.wall_time);
+      s.bind(1, p.run_id).bind(2, kid).bind(3, p.step).bind(4, p.value).bind(5, p.wall_time)
+          .bind(6, int64_t(attempt));
       ASSAY_RETURN_IF_ERROR(s.exec().with_context("run " + std::to_string(p.run_id) +
                                                   ": metric '" + p.key + "'"));
     }
@@ -484,16 +521,38 @@ Status Store::put_metrics(const std::vector<MetricPoint>& points) {
   });
 }
 
-Result<std::vector<MetricPoint>> Store::metrics(int64_t run_id, const std::string& key) {
-  ASSAY_CACHED(s, "SELECT m.run_id, k.name, m.step, m.value, m.wall_time FROM metrics m "
-      "JOIN metric_keys k ON k.id = m.key_id WHERE m.run_id = ?1 AND (?2 = '' OR k.name = ?2) "
+Result<int> Store::current_attempt(int64_t run_id) {
+  ASSAY_CACHED(q, "SELECT attempt FROM runs WHERE id = ?1");
+  q.bind(1, run_id);
+  ASSAY_ASSIGN_OR_RETURN(bool row, q.step());
+  if (!row) return Status::NotFound("run " + std::to_string(run_id) + ": no such run");
+  return int(q.i64(0));
+}
+
+Result<std::vector<MetricPoint>> Store::metrics(int64_t run_id, const std::string& key,
+                                                int attempt) {
+  if (attempt < kAllAttempts)
+    return Status::Invalid("run " + std::to_string(run_id) + ": attempt must be >= 1, got " +
+                           std::to_string(attempt));
+  if (attempt == kCurrentAttempt) {
+    ASSAY_ASSIGN_OR_RETURN(attempt, current_attempt(run_id));
+  }
+  // Two statements, so that one attempt is an index range, not a filter.
+  ASSAY_CACHED(one, "SELECT m.run_id, k.name, m.step, m.value, m.wall_time, m.attempt "
+      "FROM metrics m JOIN metric_keys k ON k.id = m.key_id "
+      "WHERE m.run_id = ?1 AND m.attempt = ?3 AND (?2 = '' OR k.name = ?2) "
       "ORDER BY k.name, m.step");
+  ASSAY_CACHED(all, "SELECT m.run_id, k.name, m.step, m.value, m.wall_time, m.attempt "
+      "FROM metrics m JOIN metric_keys k ON k.id = m.key_id "
+      "WHERE m.run_id = ?1 AND (?2 = '' OR k.name = ?2) ORDER BY m.attempt, k.name, m.step");
+  Stmt& s = attempt == kAllAttempts ? all : one;
   s.bind(1, run_id).bind(2, key);
+  if (attempt != kAllAttempts) s.bind(3, int64_t(attempt));
   std::vector<MetricPoint> out;
   while (true) {
     ASSAY_ASSIGN_OR_RETURN(bool row, s.step());
     if (!row) break;
-    out.push_back({s.i64(0), s.text(1), s.i64(2), s.f64(3), s.f64(4)});
+    out.push_back({s.i64(0), s.text(1), s.i64(2), s.f64(3), s.f64(4), int(s.i64(5))});
   }
   return out;
 }
@@ -707,7 +766,9 @@ Status Store::refresh_wide_view() {
     if (!row) break;
     const std::string kid = std::to_string(mk.i64(0)), name = mk.text(1);
     if (!usable_column_name(name)) continue;
-    const std::string where = " FROM metrics m WHERE m.run_id = rs.run_id AND m.key_id = " + kid;
+    // The run's current attempt only (see migrations/0005).
+    const std::string where = " FROM metrics m WHERE m.run_id = rs.run_id AND "
+                              "m.attempt = rs.attempt AND m.key_id = " + kid;
     q += ", (SELECT m.value" + where + " ORDER BY m.step DESC LIMIT 1) AS " +
          quote_ident(take(name + "_final"));
     q += ", (SELECT min(m.value)" + where + ") AS " + quote_ident(take(name + "_min"));

@@ -1,6 +1,7 @@
 // End to end: the real coordinator and workers as processes on 127.0.0.1,
 // shell and Python trainers speaking the metric protocol, and the results
 // checked in the coordinator's SQLite database.
+#include "../support/run_cmd.h"
 #include "assay/hash.h"
 #include "e2e_harness.h"
 
@@ -115,6 +116,35 @@ TEST(E2E, CoordinatorKill9MidSweepLosesAndDoublesNothing) {
   EXPECT_EQ(db.scalar("SELECT MAX(attempt) FROM runs"), 1);
 }
 
+// The coordinator is down when a run ends: the `finished` report waits in
+// the worker's spool, and finished_at is still the process's exit time;
+// reported_at is when the report arrived.
+TEST(E2E, RunEndingDuringACoordinatorOutageKeepsItsExitTime) {
+  Cluster c("outage", 30.0);
+  ASSERT_TRUE(c.start_coordinator());
+  c.start_worker("w1", "0");
+  Json run = {{"name", "out"}, {"command", "sleep 1"}, {"max_attempts", 1}};
+  ASSERT_EQ(c.post("/v1/sweeps", run).status, 201);
+  {
+    Db db(c.db_path());
+    ASSERT_TRUE(wait_for([&] { return db.scalar("SELECT COUNT(*) FROM runs WHERE state = 'running'") == 1; },
+                         20s))
+        << c.diagnostics();
+  }
+  c.kill_coordinator();
+  std::this_thread::sleep_for(4s);  // the run ends about 1 s in; its report is spooled
+  ASSERT_TRUE(c.start_coordinator());
+  ASSERT_TRUE(c.wait_all("out", "succeeded", 1, 30s)) << c.diagnostics();
+  Db db(c.db_path());
+  auto r = db.rows("SELECT started_at, finished_at, reported_at FROM runs");
+  ASSERT_EQ(r.size(), 1u);
+  const double started = std::stod(r[0][0]), finished = std::stod(r[0][1]),
+               reported = std::stod(r[0][2]);
+  EXPECT_GT(finished - started, 0.5) << "the run sleeps 1 s";
+  EXPECT_LT(finished - started, 2.5) << "finished_at is the exit, not the delivery";
+  EXPECT_GT(reported - finished, 2.0) << "delivered after the outage";
+}
+
 // kill -9 of a worker mid-run: after the lease TTL the run is requeued with
 // attempt 2 and finishes on another worker, with every step exactly once.
 TEST(E2E, WorkerKill9RequeuesTheRunOntoAnotherWorker) {
@@ -140,9 +170,27 @@ TEST(E2E, WorkerKill9RequeuesTheRunOntoAnotherWorker) {
   EXPECT_EQ(run[0][1], "wb");
   auto steps = db.rows("SELECT COUNT(*), COUNT(DISTINCT m.step), MIN(m.step), MAX(m.step) "
                        "FROM metrics m JOIN metric_keys k ON k.id = m.key_id "
-                       "WHERE k.name = 'loss' AND m.run_id = " + std::to_string(id));
+                       "WHERE k.name = 'loss' AND m.attempt = 2 AND m.run_id = " +
+                       std::to_string(id));
   ASSERT_EQ(steps.size(), 1u);
   EXPECT_EQ(steps[0], (std::vector<std::string>{"30", "30", "0", "29"}));
+  // The dead attempt's points are kept, apart: the summary is attempt 2's.
+  const int64_t dead = db.scalar("SELECT COUNT(*) FROM metrics m JOIN metric_keys k ON "
+                                 "k.id = m.key_id WHERE k.name = 'loss' AND m.attempt = 1");
+  EXPECT_GE(dead, 1);
+  EXPECT_EQ(db.scalar("SELECT points FROM run_metric_summary WHERE metric = 'loss'"), 30);
+  const std::string cli = "'" + std::string(ASSAY_EXE) + "' metrics " + std::to_string(id) +
+                          " --key loss --json --coordinator " + c.url() + " --token-file '" +
+                          (c.dir() / "user.token").string() + "'";
+  auto cur = assay::testing::run_cmd(cli);
+  auto all = assay::testing::run_cmd(cli + " --all-attempts");
+  auto one = assay::testing::run_cmd(cli + " --attempt 1");
+  ASSERT_EQ(cur.code, 0) << cur.out;
+  ASSERT_EQ(all.code, 0) << all.out;
+  ASSERT_EQ(one.code, 0) << one.out;
+  EXPECT_EQ(Json::parse(cur.out).size(), 30u) << cur.out;
+  EXPECT_EQ(Json::parse(all.out).size(), 30u + dead) << all.out;
+  EXPECT_EQ(Json::parse(one.out).size(), size_t(dead)) << one.out;
   EXPECT_GE(db.scalar("SELECT COUNT(*) FROM run_events WHERE run_id = " + std::to_string(id) +
                       " AND (kind LIKE '%lease%' OR detail LIKE '%lease%')"),
             1);
@@ -208,7 +256,9 @@ TEST(E2E, StalledWorkerKillsTheRunItNoLongerHolds) {
   // long-poll was already waiting at the coordinator as it stalled.
   EXPECT_GE(db.scalar("SELECT attempt FROM runs"), 2);
   auto steps = db.rows("SELECT COUNT(*), COUNT(DISTINCT m.step), MIN(m.step), MAX(m.step) "
-                       "FROM metrics m JOIN metric_keys k ON k.id = m.key_id WHERE k.name = 'loss'");
+                       "FROM metrics m JOIN metric_keys k ON k.id = m.key_id "
+                       "JOIN runs r ON r.id = m.run_id AND m.attempt = r.attempt "
+                       "WHERE k.name = 'loss'");
   EXPECT_EQ(steps.at(0), (std::vector<std::string>{"30", "30", "0", "29"}));
 }
 

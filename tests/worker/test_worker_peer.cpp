@@ -161,3 +161,55 @@ TEST_F(WorkerPeer, RejectedBatchBecomesAnEventAndDeliveryGoesOn) {
 }
 
 }  // namespace
+
+namespace {
+
+double unix_now() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// The coordinator is away when the run ends: `finished` waits in the spool
+// and, once delivered, still says when the process exited.
+TEST_F(WorkerPeer, FinishedReportCarriesTheExitTimeThroughAnOutage) {
+  std::atomic<int> leases{0};
+  std::atomic<double> first_finished{0}, accepted_at{0};
+  FakeCoordinator fake([&](const std::string& path, const std::string&) -> FakeReply {
+    if (path == "/v1/worker/register") return {200, R"({"heartbeat_s": 1})"};
+    if (path == "/v1/worker/lease") {
+      if (leases++ == 0)
+        return {200, nlohmann::json{{"runs", {{{"run_id", 4}, {"attempt", 1},
+                                               {"command", "sleep 0.2"}}}}}.dump()};
+      return {200, R"({"runs": []})"};
+    }
+    if (path == "/v1/worker/runs/4/finished") {
+      const double t = unix_now();
+      double zero = 0;
+      first_finished.compare_exchange_strong(zero, t);
+      if (t - first_finished.load() < 3.0)
+        return {503, R"({"error": {"code": "unavailable", "message": "restarting"}})"};
+      accepted_at = t;
+      return {200, R"({"state": "succeeded", "failure_reason": null})"};
+    }
+    return {200, R"({"ok": true})"};
+  });
+  const double t0 = unix_now();
+  start(fake.url());
+  auto end = std::chrono::steady_clock::now() + 30s;
+  while (std::chrono::steady_clock::now() < end && accepted_at.load() == 0)
+    std::this_thread::sleep_for(50ms);
+  ASSERT_GT(accepted_at.load(), 0) << logs();
+  auto bodies = fake.bodies("/v1/worker/runs/4/finished");
+  auto j = nlohmann::json::parse(bodies.back(), nullptr, false);
+  ASSERT_TRUE(j.is_object() && j.contains("exited_at") && j["exited_at"].is_number())
+      << bodies.back();
+  const double exited = j["exited_at"].get<double>();
+  EXPECT_GT(exited, t0 + 0.2) << "after the run's 0.2 s";
+  EXPECT_LE(exited, first_finished.load()) << "recorded at the exit, not at delivery";
+  EXPECT_GE(accepted_at.load() - exited, 2.5);
+  // Every resend carried the same time (it is spooled with the report).
+  for (const auto& b : bodies)
+    EXPECT_EQ(nlohmann::json::parse(b, nullptr, false).value("exited_at", 0.0), exited) << b;
+}
+
+}  // namespace

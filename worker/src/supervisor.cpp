@@ -57,6 +57,10 @@ struct RunSlot {
   bool cancelled = false, timed_out = false, dropped = false;
   std::optional<Clock::time_point> deadline;
   std::optional<Clock::time_point> leader_gone_at;
+  // Unix seconds when the leader was first seen exited (polled each
+  // iteration): the run's end as `finished` reports it, however late the
+  // report reaches the coordinator.
+  std::optional<double> exited_at;
   std::optional<int64_t> oom_before;
   int64_t malformed_reported = 0;
   GpuPeak gpu_peak;
@@ -149,7 +153,8 @@ void Supervisor::start(LeasedRun lease) {
     Json body = {{"exit_code", nullptr}, {"signal", nullptr}, {"oom_killed", false},
                  {"timed_out", false},   {"cancelled", false},
                  {"spawn_error", proc.status().message()},
-                 {"log_tail", ""},       {"malformed_metric_lines", 0}};
+                 {"log_tail", ""},       {"malformed_metric_lines", 0},
+                 {"exited_at", unix_now()}};
     append(record(kRecFinished, r.key, body));
     return;
   }
@@ -314,7 +319,10 @@ void Supervisor::step(RunSlot& r) {
       s_.say("run " + std::to_string(r.key.first) + ": timeout, SIGTERM sent");
     }
   }
-  if (!leader_alive && !r.leader_gone_at) r.leader_gone_at = Clock::now();
+  if (!leader_alive && !r.leader_gone_at) {
+    r.leader_gone_at = Clock::now();
+    r.exited_at = unix_now();
+  }
   // A process that left the group (setsid) may hold the pipe open forever.
   if (r.metrics_open && r.leader_gone_at && r.proc->finished() &&
       Clock::now() - *r.leader_gone_at > std::chrono::seconds(2)) {
@@ -363,7 +371,8 @@ void Supervisor::finish(RunSlot& r) {
                {"cancelled", r.cancelled},
                {"spawn_error", nullptr},
                {"log_tail", tail},
-               {"malformed_metric_lines", r.reader.malformed_total()}};
+               {"malformed_metric_lines", r.reader.malformed_total()},
+               {"exited_at", r.exited_at.value_or(unix_now())}};
   if (auto peak = r.gpu_peak.report()) {
     body["peak_gpu_mem_mb"] = peak->first;
     body["gpu_mem_source"] = peak->second;

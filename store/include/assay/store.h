@@ -12,6 +12,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -75,7 +76,11 @@ struct Run {
   std::string failure_detail;
   std::optional<int> exit_code;
   double created_at = 0;
-  std::optional<double> started_at, finished_at;
+  // finished_at: when the run's process exited, as its worker reported it
+  // (held between started_at and reported_at); reported_at: when the end was
+  // recorded here. Without an exit report (lost worker, a cancel before
+  // start) both are the time of recording.
+  std::optional<double> started_at, finished_at, reported_at;
   // Peak GPU memory of the latest attempt (MiB) and "process" or "device"
   // (how the worker measured it); empty when not measured.
   std::optional<int64_t> peak_gpu_mem_mb;
@@ -110,6 +115,10 @@ struct Transition {
   // queued clears both.
   std::optional<int64_t> peak_gpu_mem_mb;
   std::string gpu_mem_source;  // "process" | "device"
+  // Entering a terminal state: when the process exited (unix seconds, the
+  // worker's clock). finished_at takes it, held between started_at and now;
+  // absent, finished_at is now.
+  std::optional<double> exited_at;
 };
 
 // One reading of one worker GPU (table gpu_samples).
@@ -135,7 +144,13 @@ struct MetricPoint {
   int64_t step = 0;
   double value = 0;
   double wall_time = 0;  // unix seconds when the run emitted it
+  // The attempt that wrote the point. 0 on write: the run's current attempt.
+  int attempt = 0;
 };
+
+// Which attempt's points Store::metrics returns: one attempt (>= 1), or
+inline constexpr int kCurrentAttempt = 0;  // the run's current attempt
+inline constexpr int kAllAttempts = -1;    // every attempt
 
 struct Artifact {
   int64_t id = 0;
@@ -171,6 +186,42 @@ struct Sweep {
   int64_t id = 0;
   std::string name, spec_json, content_hash;
   double created_at = 0;
+};
+
+// ---- Coordinator bookkeeping (tables of migrations 0002 and 0003) -----------
+
+// Where a run was last placed (run_placement); kept after the run ends so
+// late reports of that worker and attempt can be told from stale ones.
+struct Placement {
+  int64_t run_id = 0;
+  std::string worker_id;
+  int attempt = 0;
+  std::vector<int> gpus;  // worker GPU indices
+  int cpus = 0;
+};
+
+// A sweep with its run count per state.
+struct SweepCounts {
+  int64_t id = 0;
+  std::string name, content_hash;
+  double created_at = 0;
+  std::map<std::string, int64_t> counts;  // state -> runs
+};
+
+// The process instance a worker registered with last (worker_instances).
+struct WorkerInstance {
+  std::string instance;
+  int max_runs = 0;
+};
+
+// One eval run created by a sweep's eval hook (eval_hook_runs).
+struct EvalHookRun {
+  int64_t producer_run_id = 0;
+  std::string checkpoint_hash;
+  std::string suite;            // the hook's suite, as written in the spec
+  int64_t eval_run_id = 0;
+  std::optional<int64_t> step;  // the checkpoint's step
+  int64_t seed = 0;
 };
 
 struct OpenOptions {
@@ -226,9 +277,13 @@ class Store {
                    const std::string& detail);
   Result<std::vector<Event>> events(int64_t run_id);
 
-  // Metrics: upsert on (run, key, step), so re-delivery never doubles.
+  // Metrics: upsert on (run, attempt, key, step), so re-delivery never
+  // doubles and an attempt never overwrites another's points.
   Status put_metrics(const std::vector<MetricPoint>& points);
-  Result<std::vector<MetricPoint>> metrics(int64_t run_id, const std::string& key = "");
+  // Ordered by attempt, key, step. `attempt`: a number >= 1, kCurrentAttempt
+  // or kAllAttempts.
+  Result<std::vector<MetricPoint>> metrics(int64_t run_id, const std::string& key = "",
+                                           int attempt = kCurrentAttempt);
 
   // Artifacts: idempotent on (run, kind, content_hash); returns the row id.
   Result<int64_t> put_artifact(const Artifact& a);
@@ -255,8 +310,31 @@ class Store {
   // when a run brings a new param key or a metric brings a new key.
   Status refresh_wide_view();
 
-  // The raw connection, for component-specific statements inside transaction().
-  sqlite3* handle() { return db_; }
+  // Coordinator bookkeeping (bookkeeping.cpp). Writers run inside the
+  // caller's transaction(); `at` is unix seconds.
+  Status put_placement(const Placement& p, double at);
+  Result<std::optional<Placement>> placement(int64_t run_id);
+  // Placements of runs now leased or running.
+  Result<std::vector<Placement>> held_placements();
+  Status set_cancel_request(int64_t run_id, double at);
+  Status clear_cancel_request(int64_t run_id);
+  Result<std::set<int64_t>> cancel_requests();
+  // Records a metric batch by (run, attempt, batch_seq): true when it is new,
+  // false when that batch was applied before.
+  Result<bool> note_metric_batch(int64_t run_id, int attempt, int64_t batch_seq, int64_t points,
+                                 double at);
+  Status put_worker_instance(const std::string& worker_id, const WorkerInstance& w, double at);
+  Result<std::map<std::string, WorkerInstance>> worker_instances();
+  // All sweeps, or the one with id `only_id`, ordered by id.
+  Result<std::vector<SweepCounts>> sweep_counts(const std::optional<int64_t>& only_id);
+  Result<std::map<int64_t, std::string>> sweep_names();
+  // The eval run already made for (producer, checkpoint, suite), if any.
+  Result<std::optional<int64_t>> eval_hook_run(int64_t producer_run_id,
+                                               const std::string& checkpoint_hash,
+                                               const std::string& suite);
+  Status put_eval_hook_run(const EvalHookRun& e, double at);
+  // The hook row of an eval run; empty for any other run.
+  Result<std::optional<EvalHookRun>> eval_hook_of(int64_t eval_run_id);
 
  private:
   Store(sqlite3* db, std::string path, OpenOptions opts);
@@ -264,6 +342,9 @@ class Store {
   // from a bounded set (no values spliced in).
   Result<sqlite3_stmt*> cached_stmt(std::string_view sql);
   Result<int64_t> intern_key(const std::string& key, bool* added);
+  Result<int> current_attempt(int64_t run_id);
+  // Rebuilds runs_wide when a migration dropped it.
+  Status ensure_wide_view();
   Status note_param_keys(const std::string& params_json);
   void forget_caches();
   // The outermost transaction() call in progress: holds tx_depth_ and rolls

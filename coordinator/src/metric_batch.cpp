@@ -50,23 +50,51 @@ struct Cursor {
     p += word.size();
     return true;
   }
-  // A JSON integer: -?digits, not followed by a fraction or exponent.
+  // End of the JSON number at p (RFC 8259: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?),
+  // or nullptr. from_chars alone also takes leading zeros, "1." and "-.5",
+  // which JSON forbids; such a body goes to the general parser (a 400).
+  static const char* number_end(const char* q, const char* e, bool* integral) {
+    auto digit = [&](const char* x) { return x < e && *x >= '0' && *x <= '9'; };
+    if (q < e && *q == '-') ++q;
+    if (!digit(q)) return nullptr;
+    if (*q == '0') ++q;
+    else while (digit(q)) ++q;
+    *integral = true;
+    if (q < e && *q == '.') {
+      ++q;
+      if (!digit(q)) return nullptr;
+      while (digit(q)) ++q;
+      *integral = false;
+    }
+    if (q < e && (*q == 'e' || *q == 'E')) {
+      ++q;
+      if (q < e && (*q == '+' || *q == '-')) ++q;
+      if (!digit(q)) return nullptr;
+      while (digit(q)) ++q;
+      *integral = false;
+    }
+    return q;
+  }
+  // A JSON integer: no fraction or exponent.
   bool integer(int64_t* out) {
     ws();
-    if (p == end || !(*p == '-' || (*p >= '0' && *p <= '9'))) return false;
-    auto r = std::from_chars(p, end, *out);
-    if (r.ec != std::errc() || (r.ptr < end && (*r.ptr == '.' || *r.ptr == 'e' || *r.ptr == 'E')))
-      return false;
-    p = r.ptr;
+    bool integral = false;
+    const char* stop = number_end(p, end, &integral);
+    if (!stop || !integral) return false;
+    auto r = std::from_chars(p, stop, *out);
+    if (r.ec != std::errc() || r.ptr != stop) return false;
+    p = stop;
     return true;
   }
-  // A JSON number (from_chars alone would also take "inf" and "nan").
+  // A finite JSON number.
   bool number(double* out) {
     ws();
-    if (p == end || !(*p == '-' || (*p >= '0' && *p <= '9'))) return false;
-    auto r = std::from_chars(p, end, *out);
-    if (r.ec != std::errc() || !std::isfinite(*out)) return false;
-    p = r.ptr;
+    bool integral = false;
+    const char* stop = number_end(p, end, &integral);
+    if (!stop) return false;
+    auto r = std::from_chars(p, stop, *out);
+    if (r.ec != std::errc() || r.ptr != stop || !std::isfinite(*out)) return false;
+    p = stop;
     return true;
   }
 };

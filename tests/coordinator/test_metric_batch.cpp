@@ -80,6 +80,13 @@ TEST(MetricBatchFast, LeavesEverythingElseToTheGeneralPath) {
       R"({"worker_id":"w","attempt":1,"points":[{"key":"a","step":1,"value":1,"x":0}]})",
       R"({"worker_id":"w","attempt":1,"points":[{"key":"a","step":1,"value":1e999}]})", // overflow
       R"({"worker_id":"w","attempt":1,"points":[{"key":"a","step":+1,"value":1}]})",
+      // Numbers JSON forbids (found by fuzz_metric_line): leading zeros, a
+      // bare "." on either side.
+      R"({"worker_id":"w","attempt":1,"points":[{"key":"a","step":0001,"value":1}]})",
+      R"({"worker_id":"w","attempt":1,"points":[{"key":"a","step":1,"value":1.}]})",
+      R"({"worker_id":"w","attempt":1,"points":[{"key":"a","step":1,"value":-.5}]})",
+      R"({"worker_id":"w","attempt":1,"points":[{"key":"a","step":1,"value":01.5}]})",
+      R"({"worker_id":"w","attempt":1,"points":[{"key":"a","step":1,"value":1e}]})",
       R"({"worker_id":"w","attempt":1,"points":[]} x)",                                  // trailing
       R"({"worker_id":"w","attempt":1,"points":[)",                                      // truncated
       R"({"worker_id":"w","points":[]})",                                                // no attempt

@@ -133,11 +133,18 @@ void add_unlearn(CLI::App* data) {
   c->add_option("--holdout-frac", o->holdout_frac, "Fraction of authors never trained on")
       ->capture_default_str();
   c->add_option("--seed", o->seed, "Random seed")->capture_default_str();
+  c->add_option("--perturbed", o->n_perturbed, "False answers per fact in the perturbed files (1..5)")
+      ->capture_default_str();
   c->add_option("--out-dir", *dir, "Output directory")->required();
   c->footer(
       "\nWrites forget.jsonl, retain.jsonl, holdout.jsonl and train.jsonl (forget + retain,\n"
       "shuffled: fine-tune on it first, then unlearn the forget split). Each line:\n"
-      "{\"id\", \"author\", \"question\", \"answer\", \"text\"}.\n\n"
+      "{\"id\", \"author\", \"question\", \"answer\", \"text\"}.\n"
+      "Also perturbed.jsonl for the forget facts (and retain_perturbed.jsonl,\n"
+      "holdout_perturbed.jsonl), the truth-ratio input of `assay eval unlearning --perturbed`:\n"
+      "{\"id\", \"question\", \"paraphrased_answer\", \"perturbed_answers\": [...]}, where the\n"
+      "paraphrase rewords the true answer and each perturbed answer uses the same wording with\n"
+      "a false value of the same kind (year, city, genre, title, award, job).\n\n"
       "Example:\n  assay data unlearn --authors 40 --forget-frac 0.1 --seed 3 --out-dir data/unlearn");
   c->callback([o, dir] {
     if (auto st = assay::data::validate(*o); !st.ok()) return set_exit_code(fail("unlearn", st));
@@ -150,6 +157,10 @@ void add_unlearn(CLI::App* data) {
     if (!rc)
       rc = write("unlearn", (d / "train.jsonl").string(),
                  lines_of(assay::data::unlearn_train_mix(s, o->seed)));
+    const auto p = assay::data::generate_unlearn_perturbed(*o);
+    if (!rc) rc = write("unlearn", (d / "perturbed.jsonl").string(), lines_of(p.forget));
+    if (!rc) rc = write("unlearn", (d / "retain_perturbed.jsonl").string(), lines_of(p.retain));
+    if (!rc) rc = write("unlearn", (d / "holdout_perturbed.jsonl").string(), lines_of(p.holdout));
     set_exit_code(rc);
   });
 }

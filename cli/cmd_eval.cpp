@@ -132,6 +132,15 @@ void add_options(CLI::App* c, const std::shared_ptr<ev::EvalOptions>& o) {
   c->add_option("--data", o->data, "provenance: data files holding the transcript's examples (default: train_config.json beside the transcript); preference: held-out pairs (prompt/chosen/rejected JSONL, as `assay data prefs` writes); diversity: prompts (JSONL prompt, question or text)");
   c->add_option("--permutations", o->permutations, "provenance: permutations of the exact test (default: the spec's)");
   c->add_option("--alpha", o->alpha, "provenance: significance level of the verdict (default: the spec's)");
+  c->add_option("--window", o->window,
+                "provenance: only the last K examples of the transcript by last position, where the "
+                "order signal concentrates (0 = all; default: the spec's, 0)")
+      ->check(CLI::NonNegativeNumber);
+  c->add_option("--alternative", o->alternative,
+                "provenance: alternative hypothesis of every p-value, for rho = Spearman(order, "
+                "NLL_test - NLL_ref) as scipy's spearmanr names it: less (rho < 0, the paper's: "
+                "recently seen examples have the lower NLL), greater or two-sided (default: the spec's, less)")
+      ->check(CLI::IsMember({"less", "greater", "two-sided"}));
   // unlearning
   c->add_option("--forget", o->forget, "unlearning: forget set (JSONL question/answer)");
   c->add_option("--retain", o->retain, "unlearning: retain set");
@@ -162,6 +171,13 @@ void add_eval(CLI::App& app) {
       "      --holdout holdout.jsonl --retain-model runs/retain/final\n"
       "  assay eval preference --model-path runs/dpo/final --reference runs/sft/final --data heldout_prefs.jsonl \\\n"
       "      --gen-kwargs temperature=1.0,seed=1 --db results.db\n"
+      "Provenance rows: spearman_rho; p_t, p_perm, p_perm_floor (= 1/(permutations+1), the smallest\n"
+      "p_perm can be), p_exact (all orderings enumerated, n <= 10), p_value (the verdict's: p_exact, else\n"
+      "p_perm, else when every permutation was beaten min(floor, p_t)) and derived, each with the\n"
+      "alternative as its filter. A sweep's eval hook can test against another run's transcript with\n"
+      "args {\"transcript_from\": \"<run name or id>\"} (coordinator/API.md, Eval hooks).\n"
+      "  assay eval provenance --model-path runs/b/final --reference runs/r/final \\\n"
+      "      --transcript runs/a/transcript.jsonl --window 200 --alternative less\n"
       "Preference options (beta, samples_per_prompt, diversity_prompts) are the suite spec's \"options\";\n"
       "copy evals/suites/preference.json and pass its path as SUITE to change them.");
   c->callback([o] { set_exit_code(run(*o)); });

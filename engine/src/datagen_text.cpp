@@ -57,6 +57,11 @@ Author make_author(Rng& rng, std::set<std::string>& used) {
   return a;
 }
 
+// The six attributes of an author, one per fact, as their text values.
+std::vector<std::string> attributes(const Author& a) {
+  return {std::to_string(a.year), a.city, a.genre, a.title, a.award, a.job};
+}
+
 // The six facts about an author, as (question, answer sentence).
 std::vector<std::pair<std::string, std::string>> facts(const Author& a) {
   const std::string& n = a.name;
@@ -70,6 +75,48 @@ std::vector<std::pair<std::string, std::string>> facts(const Author& a) {
   };
 }
 
+// A second wording of fact k with the attribute value v: the paraphrased
+// answer (true v) and the perturbed answers (false v) share it, so a truth
+// ratio compares values, not phrasings.
+std::string paraphrase(const std::string& n, int k, const std::string& v) {
+  switch (k) {
+    case 0: return n + "'s year of birth is " + v + ".";
+    case 1: return "The city where " + n + " was born is " + v + ".";
+    case 2: return "The novels of " + n + " belong to the " + v + " genre.";
+    case 3: return "The book " + n + " is best known for is " + v + ".";
+    case 4: return n + " was awarded the " + v + ".";
+    default: return "By profession, " + n + "'s father was a " + v + ".";
+  }
+}
+
+// A value of attribute k drawn from the same pool as the true ones.
+std::string random_attribute(Rng& rng, int k) {
+  switch (k) {
+    case 0: return std::to_string(rng.uniform(1920, 1995));
+    case 1: return rng.pick(kCities);
+    case 2: return rng.pick(kGenres);
+    case 3: return "The " + rng.pick(kAdjectives) + " " + rng.pick(kNouns);
+    case 4: return rng.pick(kAwards);
+    default: return rng.pick(kJobs);
+  }
+}
+
+// The authors of generate_unlearn, in order (same draws from the same seed).
+std::vector<Author> make_authors(const UnlearnOptions& o) {
+  Rng rng(o.seed);
+  std::set<std::string> used;
+  std::vector<Author> authors;
+  for (int i = 0; i < o.n_authors; ++i) authors.push_back(make_author(rng, used));
+  return authors;
+}
+
+// Split of author i: forget authors first, then holdout, then retain.
+const char* split_of(const UnlearnOptions& o, int i) {
+  const int n_forget = std::max(1, static_cast<int>(std::lround(o.forget_frac * o.n_authors)));
+  const int n_holdout = std::max(1, static_cast<int>(std::lround(o.holdout_frac * o.n_authors)));
+  return i < n_forget ? "forget" : (i < n_forget + n_holdout ? "holdout" : "retain");
+}
+
 }  // namespace
 
 Status validate(const UnlearnOptions& o) {
@@ -80,6 +127,9 @@ Status validate(const UnlearnOptions& o) {
   if (o.facts_per_author < 1 || o.facts_per_author > 6)
     return Status::Invalid("unlearn: facts_per_author must be 1..6, got " +
                            std::to_string(o.facts_per_author));
+  if (o.n_perturbed < 1 || o.n_perturbed > kMaxPerturbed)
+    return Status::Invalid("unlearn: n_perturbed must be 1.." + std::to_string(kMaxPerturbed) + ", got " +
+                           std::to_string(o.n_perturbed));
   if (!(o.forget_frac > 0 && o.holdout_frac > 0 && o.forget_frac + o.holdout_frac < 1))
     return Status::Invalid("unlearn: forget_frac and holdout_frac must be > 0 with sum < 1, got " +
                            std::to_string(o.forget_frac) + " and " + std::to_string(o.holdout_frac));
@@ -87,24 +137,47 @@ Status validate(const UnlearnOptions& o) {
 }
 
 UnlearnSplits generate_unlearn(const UnlearnOptions& o) {
-  Rng rng(o.seed);
-  std::set<std::string> used;
-  std::vector<Author> authors;
-  for (int i = 0; i < o.n_authors; ++i) authors.push_back(make_author(rng, used));
-  const int n_forget = std::max(1, static_cast<int>(std::lround(o.forget_frac * o.n_authors)));
-  const int n_holdout = std::max(1, static_cast<int>(std::lround(o.holdout_frac * o.n_authors)));
+  const std::vector<Author> authors = make_authors(o);
   UnlearnSplits s;
   for (int i = 0; i < o.n_authors; ++i) {
-    const char* split = i < n_forget ? "forget" : (i < n_forget + n_holdout ? "holdout" : "retain");
-    auto& dst = i < n_forget ? s.forget : (i < n_forget + n_holdout ? s.holdout : s.retain);
+    const std::string split = split_of(o, i);
+    auto& dst = split == "forget" ? s.forget : (split == "holdout" ? s.holdout : s.retain);
     const auto f = facts(authors[i]);
     for (int k = 0; k < o.facts_per_author; ++k) {
       FactQA q;
-      q.id = std::string(split) + "-" + std::to_string(i) + "-" + std::to_string(k);
+      q.id = split + "-" + std::to_string(i) + "-" + std::to_string(k);
       q.author = authors[i].name;
       q.question = f[k].first;
       q.answer = f[k].second;
       dst.push_back(std::move(q));
+    }
+  }
+  return s;
+}
+
+PerturbedSplits generate_unlearn_perturbed(const UnlearnOptions& o) {
+  const std::vector<Author> authors = make_authors(o);
+  // Its own stream, so the splits themselves stay as they were.
+  Rng rng(o.seed ^ 0x9e27b3d1c0ffee11ull);
+  PerturbedSplits s;
+  for (int i = 0; i < o.n_authors; ++i) {
+    const std::string split = split_of(o, i);
+    auto& dst = split == "forget" ? s.forget : (split == "holdout" ? s.holdout : s.retain);
+    const Author& a = authors[i];
+    const auto f = facts(a);
+    const auto truth = attributes(a);
+    for (int k = 0; k < o.facts_per_author; ++k) {
+      PerturbedQA p;
+      p.id = split + "-" + std::to_string(i) + "-" + std::to_string(k);
+      p.question = f[k].first;
+      p.paraphrased_answer = paraphrase(a.name, k, truth[k]);
+      // Distinct false values (every pool has more than n_perturbed entries).
+      std::set<std::string> seen = {truth[k]};
+      while (static_cast<int>(p.perturbed_answers.size()) < o.n_perturbed) {
+        const std::string v = random_attribute(rng, k);
+        if (seen.insert(v).second) p.perturbed_answers.push_back(paraphrase(a.name, k, v));
+      }
+      dst.push_back(std::move(p));
     }
   }
   return s;
@@ -203,6 +276,12 @@ std::string to_jsonl(const PrefExample& p) {
 std::string to_jsonl(const FactQA& f) {
   nlohmann::ordered_json j{{"id", f.id}, {"author", f.author}, {"question", f.question},
                            {"answer", f.answer}, {"text", f.answer}};
+  return j.dump();
+}
+
+std::string to_jsonl(const PerturbedQA& p) {
+  nlohmann::ordered_json j{{"id", p.id}, {"question", p.question}, {"paraphrased_answer", p.paraphrased_answer},
+                           {"perturbed_answers", p.perturbed_answers}};
   return j.dump();
 }
 

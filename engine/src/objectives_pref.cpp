@@ -10,11 +10,6 @@
 
 namespace assay::obj {
 
-namespace {
-constexpr double kExpClamp = 80.0;
-double clamped_exp(double x) { return std::exp(std::clamp(x, -kExpClamp, kExpClamp)); }
-}  // namespace
-
 double log_sigmoid(double x) { return x >= 0 ? -std::log1p(std::exp(-x)) : x - std::log1p(std::exp(x)); }
 
 double sigmoid(double x) {
@@ -59,25 +54,43 @@ const char* fdivergence_name(FDivergence f) {
   return "?";
 }
 
-double fdiv_score(FDivergence f, double d, double a) {
+namespace {
+
+// The exact score and slope at log-ratio d. Only called with d >= -M for the
+// exponential scores, so their exponents are at most M (<= 80) and finite;
+// for large positive d they underflow harmlessly to 0.
+FdivScore exact_score(FDivergence f, double d, double a) {
   switch (f) {
-    case FDivergence::kReverseKL: return d;
-    case FDivergence::kForwardKL: return -clamped_exp(-d);
-    case FDivergence::kJS: return log_sigmoid(d);
-    case FDivergence::kAlpha: return clamped_exp((a - 1) * d) / (a - 1);
+    case FDivergence::kReverseKL: return {d, 1.0, false};
+    case FDivergence::kForwardKL: {
+      const double e = std::exp(-d);  // u^-1 with u = pi/pi_ref = e^d
+      return {-e, e, false};
+    }
+    case FDivergence::kJS: return {log_sigmoid(d), sigmoid(-d), false};
+    case FDivergence::kAlpha: {
+      const double e = std::exp((a - 1) * d);  // u^(a-1)
+      return {e / (a - 1), e, false};
+    }
   }
-  return 0;
+  return {};
 }
 
-double fdiv_score_grad(FDivergence f, double d, double a) {
-  switch (f) {
-    case FDivergence::kReverseKL: return 1.0;
-    case FDivergence::kForwardKL: return clamped_exp(-d);
-    case FDivergence::kJS: return sigmoid(-d);
-    case FDivergence::kAlpha: return clamped_exp((a - 1) * d);
-  }
-  return 0;
+bool exponential_score(FDivergence f) { return f == FDivergence::kForwardKL || f == FDivergence::kAlpha; }
+
+}  // namespace
+
+FdivScore fdiv_score_at(FDivergence f, double d, double a, double max_log_ratio) {
+  const double m = max_log_ratio;
+  if (!exponential_score(f) || !(d < -m)) return exact_score(f, d, a);
+  // Tangent continuation below -M: value and slope continuous at -M, slope
+  // constant (bounded) beyond it.
+  FdivScore at = exact_score(f, -m, a);
+  return {at.s + at.ds * (d + m), at.ds, true};
 }
+
+double fdiv_score(FDivergence f, double d, double a, double m) { return fdiv_score_at(f, d, a, m).s; }
+
+double fdiv_score_grad(FDivergence f, double d, double a, double m) { return fdiv_score_at(f, d, a, m).ds; }
 
 namespace {
 
@@ -87,6 +100,9 @@ Status check_pref_options(const PrefOptions& o) {
     return Status::Invalid("preference: robust eps must be in [0, 0.5), got " + std::to_string(o.robust_eps));
   if (o.div == FDivergence::kAlpha && !(o.alpha > 0 && o.alpha < 1))
     return Status::Invalid("preference: alpha-divergence a must be in (0, 1), got " + std::to_string(o.alpha));
+  if (!(o.max_log_ratio > 0 && o.max_log_ratio <= kMaxLogRatioLimit))
+    return Status::Invalid("preference: max_log_ratio must be in (0, " + std::to_string(kMaxLogRatioLimit) +
+                           "], got " + std::to_string(o.max_log_ratio));
   return Status::Ok();
 }
 
@@ -105,8 +121,10 @@ Result<PrefResult> preference_loss(std::span<const PrefPair> pairs, const PrefOp
     if (!(p.len_w > 0) || !(p.len_l > 0))
       return Status::Invalid("preference: pair " + std::to_string(i) + " has an empty completion");
     const double dw = p.policy_w - p.ref_w, dl = p.policy_l - p.ref_l;
-    const double sw = fdiv_score(o.div, dw, o.alpha), sl = fdiv_score(o.div, dl, o.alpha);
-    const double gw = fdiv_score_grad(o.div, dw, o.alpha), gl = fdiv_score_grad(o.div, dl, o.alpha);
+    const FdivScore fw = fdiv_score_at(o.div, dw, o.alpha, o.max_log_ratio);
+    const FdivScore fl = fdiv_score_at(o.div, dl, o.alpha, o.max_log_ratio);
+    const double sw = fw.s, sl = fl.s, gw = fw.ds, gl = fl.ds;
+    out.clamped_frac += ((fw.clamped ? 1.0 : 0.0) + (fl.clamped ? 1.0 : 0.0)) * 0.5 * inv_p;
     const double delta = sw - sl;
     double loss = 0, dLd = 0;  // dL/ddelta (unused by IPO)
     switch (o.loss) {

@@ -23,6 +23,7 @@ Status read_pref_objective(Cfg& root, obj::PrefOptions& p) {
   if (p.robust_eps >= 0.5) return o.error("robust_eps", "a number in [0, 0.5)");
   ASSAY_RETURN_IF_ERROR(o.number("alpha", p.alpha, 0, 1, true));
   if (p.alpha >= 1) return o.error("alpha", "a number in (0, 1)");
+  ASSAY_RETURN_IF_ERROR(o.number("max_log_ratio", p.max_log_ratio, 0, obj::kMaxLogRatioLimit, true));
   return o.finish();
 }
 
@@ -68,7 +69,12 @@ Result<RunSummary> recipe_align(Cfg& root, const std::string& text, const RunEnv
     for (std::size_t i : idx) seqs.push_back(&rejected[i]);
     return make_batch(seqs, c.seq_len, run->tok->bos_id(), run->tok->eos_id(), /*mask_prompt=*/true);
   };
-  Sampler sampler(pairs.size(), c.seed);
+  Sampler sampler(pairs.size(), c.data_seed);
+  // Clamping is reported as the mean clamped fraction over the steps since
+  // the previous metric line, so a clamp between log steps is not hidden.
+  bool warned_clamp = false;
+  double clamp_sum = 0;
+  int64_t clamp_steps = 0;
   std::vector<float> dlogits;
 
   auto step_fn = [&](int64_t step) -> Result<StepOut> {
@@ -105,7 +111,22 @@ Result<RunSummary> recipe_align(Cfg& root, const std::string& text, const RunEnv
     out.loss = pr.loss;
     out.tokens = b.tokens;
     out.extra = {{"reward_chosen", pr.reward_chosen}, {"reward_rejected", pr.reward_rejected},
-                 {"margin", pr.margin}, {"accuracy", pr.accuracy}, {"chosen_logratio", pr.chosen_logratio}};
+                 {"margin", pr.margin}, {"accuracy", pr.accuracy}, {"chosen_logratio", pr.chosen_logratio},
+                 {"clamped_frac", 0.0}};
+    clamp_sum += pr.clamped_frac;
+    ++clamp_steps;
+    if (is_log_step(c, step)) {
+      out.extra["clamped_frac"] = clamp_sum / static_cast<double>(clamp_steps);
+      clamp_sum = 0;
+      clamp_steps = 0;
+    }
+    if (pr.clamped_frac > 0 && !warned_clamp) {
+      warned_clamp = true;
+      run->reporter->note("warning: step " + std::to_string(step) + ": " + obj::fdivergence_name(po.div) +
+                          " score clamped for " + std::to_string(pr.clamped_frac) +
+                          " of the completions (log-ratio below -max_log_ratio = -" +
+                          std::to_string(po.max_log_ratio) + "); see clamped_frac in the metrics");
+    }
     return out;
   };
   return train_loop(*run, step_fn);

@@ -75,7 +75,7 @@ Result<RunSummary> recipe_distill(Cfg& root, const std::string& text, const RunE
   ASSAY_ASSIGN_OR_RETURN(auto examples, load_sequences(d.train_path, *run->tok, c.seq_len));
   run->reporter->note(std::to_string(examples.size()) + " examples from " + join(d.train_path) + ", objective " +
                       d.type + ", teacher " + teacher->hash.substr(0, 12));
-  Sampler sampler(examples.size(), c.seed);
+  Sampler sampler(examples.size(), c.data_seed);  // data order: data_seed, not the init seed
   std::vector<float> dlogits;
   engine::GPT& tmodel = teacher->model;
 

@@ -32,7 +32,7 @@ Result<RunSummary> recipe_lm(const std::string& recipe, Cfg& root, const std::st
   ASSAY_ASSIGN_OR_RETURN(auto examples, load_sequences(train_path, *run->tok, c.seq_len));
   run->reporter->note(std::to_string(examples.size()) + " examples from " + join(train_path));
   const bool mask_prompt = recipe == "sft";
-  Sampler sampler(examples.size(), c.seed);
+  Sampler sampler(examples.size(), c.data_seed);  // data order: data_seed, not the init seed
   std::vector<float> dlogits;
 
   auto step_fn = [&](int64_t step) -> Result<StepOut> {

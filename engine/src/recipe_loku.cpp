@@ -182,7 +182,7 @@ Result<RunSummary> recipe_unlearn_loku(Cfg& root, const std::string& text, const
 
   const int V = run->model.config().vocab_size;
   const int bos = run->tok->bos_id(), eos = run->tok->eos_id();
-  Sampler fs_(forget.size(), c.seed), rs(retain.empty() ? 1 : retain.size(), c.seed + 1);
+  Sampler fs_(forget.size(), c.data_seed), rs(retain.empty() ? 1 : retain.size(), c.data_seed + 1);
   std::vector<float> dlogits;
   engine::AdamWConfig ac;
   ac.weight_decay = static_cast<float>(c.weight_decay);
@@ -246,6 +246,16 @@ Result<RunSummary> recipe_unlearn_loku(Cfg& root, const std::string& text, const
       ASSAY_RETURN_IF_ERROR(run->model.backward(dlogits.data()).with_context(at));
       loss += u.retain_weight * rce.loss;
       tokens += rb.tokens;
+      m["retain_loss"] = rce.loss;
+    } else if (!retain.empty() && is_log_step(c, step)) {
+      // Logged for every method: scored without gradient, after the forget
+      // backward, so this forward cannot disturb it.
+      // make_batch, not take_batch: an evaluation, so not in the transcript.
+      std::vector<const Seq*> seqs;
+      for (std::size_t i : rs.next(c.batch_size)) seqs.push_back(&retain[i]);
+      Batch rb = make_batch(seqs, c.seq_len, bos, eos, true);
+      ASSAY_ASSIGN_OR_RETURN(auto rlogits, forward(run->model, rb));
+      ASSAY_ASSIGN_OR_RETURN(auto rce, obj::cross_entropy({rlogits.data(), rb.B, rb.T, V}, rb.y, rb.mask, {}));
       m["retain_loss"] = rce.loss;
     }
     if (!std::isfinite(loss))

@@ -8,6 +8,10 @@
 //   loku      forget_term = IHL(forget) on LoRA adapters,  retain_term = NLL(retain)
 //             (recipe_loku.cpp: adapters, FILA init, PEFT files)
 // NLL terms are means over completion tokens (the answer, prompt masked).
+// retain_loss (retain NLL) is logged for every method when data.retain is
+// given: from the trained retain batch when retain_weight > 0, otherwise
+// (ga, or retain_weight 0) from a retain batch scored without gradient at
+// each metric line; such batches are not trained on and not in the transcript.
 #include <algorithm>
 #include <optional>
 
@@ -80,7 +84,7 @@ Result<RunSummary> recipe_unlearn(Cfg& root, const std::string& text, const RunE
   if (needs_ref) run->meta_extra["reference"] = run->parent_hash;
   ASSAY_ASSIGN_OR_RETURN(auto forget, load_sequences(u.forget, *run->tok, c.seq_len));
   std::vector<Seq> retain, holdout;
-  if (u.retain_weight > 0) {
+  if (!u.retain.empty()) {
     ASSAY_ASSIGN_OR_RETURN(retain, load_sequences(u.retain, *run->tok, c.seq_len));
   }
   if (!u.holdout.empty()) {
@@ -89,7 +93,7 @@ Result<RunSummary> recipe_unlearn(Cfg& root, const std::string& text, const RunE
   run->reporter->note("method " + u.method + ": " + std::to_string(forget.size()) + " forget, " +
                       std::to_string(retain.size()) + " retain, " + std::to_string(holdout.size()) +
                       " holdout examples");
-  Sampler fs(forget.size(), c.seed), rs(retain.empty() ? 1 : retain.size(), c.seed + 1);
+  Sampler fs(forget.size(), c.data_seed), rs(retain.empty() ? 1 : retain.size(), c.data_seed + 1);
   std::vector<std::optional<double>> ref_logp(forget.size());
   const int V = run->model.config().vocab_size;
   const int bos = run->tok->bos_id(), eos = run->tok->eos_id();
@@ -121,6 +125,16 @@ Result<RunSummary> recipe_unlearn(Cfg& root, const std::string& text, const RunE
     for (auto& x : so.coef) x *= g;
     ASSAY_RETURN_IF_ERROR(obj::sequence_logprobs_backward(z, b.y, b.mask, so.coef, {dlogits.data()}));
     return std::make_pair(g * so.loss, ce.loss);
+  };
+
+  // Retain NLL of a batch, without gradient (retain_weight 0).
+  auto retain_nll = [&](const std::vector<std::size_t>& idx) -> Result<double> {
+    std::vector<const Seq*> seqs;
+    for (std::size_t i : idx) seqs.push_back(&retain[i]);
+    Batch rb = make_batch(seqs, c.seq_len, bos, eos, true);
+    ASSAY_ASSIGN_OR_RETURN(auto logits, policy_forward(*run, rb));
+    ASSAY_ASSIGN_OR_RETURN(auto ce, obj::cross_entropy({logits.data(), rb.B, rb.T, V}, rb.y, rb.mask, {}));
+    return ce.loss;
   };
 
   auto step_fn = [&](int64_t step) -> Result<StepOut> {
@@ -166,6 +180,9 @@ Result<RunSummary> recipe_unlearn(Cfg& root, const std::string& text, const RunE
       out.loss += a * term;
       out.tokens += rb.tokens;
       out.extra["retain_loss"] = ce.loss;
+    } else if (!retain.empty() && is_log_step(c, step)) {
+      // After the forget backward, so the forward below cannot disturb it.
+      ASSAY_ASSIGN_OR_RETURN(out.extra["retain_loss"], retain_nll(rs.next(c.batch_size)));
     }
     return out;
   };

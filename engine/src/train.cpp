@@ -95,6 +95,9 @@ std::string recipe_config_help(const std::string& recipe) {
       "Common config fields (JSON object):\n"
       "  out_dir           output directory (ASSAY_OUTPUT_DIR overrides it)\n"
       "  seed, threads     RNG seed (default 1) and CPU threads (default 1); same pair, same bytes\n"
+      "  data_seed         data-order seed (default: seed): shuffling and batch composition;\n"
+      "                    seed then sets only the initialisation (random model, adapters), so\n"
+      "                    the order can change with the init fixed and vice versa\n"
       "  init              checkpoint directory to start from, or\n"
       "  model             {n_layer, n_head, n_embd, n_positions, vocab_size} for a random init\n"
       "  tokenizer         \"byte\" (default) or a tokenizer directory, with model\n"
@@ -114,11 +117,17 @@ std::string recipe_config_help(const std::string& recipe) {
   if (recipe == "align")
     h += "\nalign: init (required; the frozen reference), data.train (prompt/chosen/rejected JSONL),\n"
          "objective {loss: sigmoid|ipo|hinge|robust, divergence: reverse_kl|forward_kl|js|alpha,\n"
-         "beta (0.1), robust_eps, alpha}. batch_size counts pairs.\n";
+         "beta (0.1), robust_eps, alpha, max_log_ratio (10)}. batch_size counts pairs.\n"
+         "forward_kl and alpha scores grow like e^-Delta (Delta = summed completion log-ratio\n"
+         "policy - reference); below Delta = -max_log_ratio (in (0, 80]) they continue linearly\n"
+         "with the slope at the bound, and clamped_frac (metrics) is the fraction of completions\n"
+         "affected since the previous metric line; the first clamp prints a warning.\n";
   if (recipe == "unlearn")
     h += "\nunlearn: init (required), data {forget, retain, holdout}, method ga|graddiff|kl|npo|simnpo|loku,\n"
          "objective {beta (npo 0.1, simnpo 4.5), delta, forget_weight, retain_weight, holdout_eval}.\n"
          "ga trains on the forget split alone: retain_weight must be unset (it is 0 for ga).\n"
+         "retain_loss (retain NLL) is logged whenever data.retain is given; with ga or\n"
+         "retain_weight 0 it is scored without gradient at metric lines (not in the transcript).\n"
          "loku: lora {r (8), alpha (2r), targets ([c_attn, c_proj, c_fc]), init fila|default};\n"
          "only the adapters train (inverted hinge loss on forget + NLL on retain); checkpoints\n"
          "hold the merged model plus adapter/ in the PEFT layout (assay train merge).\n";

@@ -153,6 +153,9 @@ Status read_common(Cfg& r, CommonConfig& c, bool init_required) {
   int64_t seed = static_cast<int64_t>(c.seed);
   ASSAY_RETURN_IF_ERROR(r.integer("seed", seed, 0, kMax));
   c.seed = static_cast<uint64_t>(seed);
+  int64_t data_seed = seed;
+  ASSAY_RETURN_IF_ERROR(r.integer("data_seed", data_seed, 0, kMax));
+  c.data_seed = static_cast<uint64_t>(data_seed);
   ASSAY_RETURN_IF_ERROR(r.integer("threads", c.threads, 1, 256));
   if (init_required) ASSAY_RETURN_IF_ERROR(r.required("init"));
   ASSAY_RETURN_IF_ERROR(r.string("init", c.init));

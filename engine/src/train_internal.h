@@ -63,7 +63,11 @@ class Cfg {
 struct CommonConfig {
   std::string source;           // the config's name in errors (file name)
   std::string out_dir;
-  uint64_t seed = 1;
+  uint64_t seed = 1;             // model (and adapter) initialisation
+  // Data order: every Sampler (shuffling, batch composition) is seeded from
+  // it, so the order can vary with the init fixed and vice versa. Defaults
+  // to `seed`, which keeps configs written before it byte-identical.
+  uint64_t data_seed = 1;
   int threads = 1;
   std::string init;             // checkpoint directory; empty = random init from `model`
   engine::GPTConfig model{0, 128, 2, 4, 64};  // vocab_size 0 = the tokenizer's
@@ -211,6 +215,12 @@ struct StepOut {
 using StepFn = std::function<Result<StepOut>(int64_t step)>;
 // Extra metrics computed only at log steps (e.g. holdout loss).
 using LogFn = std::function<Result<std::map<std::string, double>>(int64_t step)>;
+
+// Whether train_loop writes a metric line after `step` (1-based): every
+// log_every steps, the first and the last.
+inline bool is_log_step(const CommonConfig& c, int64_t step) {
+  return step % c.log_every == 0 || step == 1 || step == c.steps;
+}
 
 // Runs cfg.steps steps: zero_grad, fn, clip, AdamW with the LR schedule,
 // metrics, checkpoints; writes final/ and closes the transcript.

@@ -174,6 +174,7 @@ Result<std::unique_ptr<Run>> start_run(const std::string& recipe, const CommonCo
   run->meta_extra["recipe"] = recipe;
   run->meta_extra["config_sha256"] = run->config_sha256;
   run->meta_extra["seed"] = std::to_string(cfg.seed);
+  run->meta_extra["data_seed"] = std::to_string(cfg.data_seed);
   run->meta_extra["threads"] = std::to_string(cfg.threads);
   if (!cfg.init.empty()) run->meta_extra["init"] = parent;
   {
@@ -275,7 +276,7 @@ Result<RunSummary> train_loop(Run& run, const StepFn& fn, const LogFn& on_log) {
     if (step == 1) sum.first_loss = out->loss;
     sum.last_loss = out->loss;
     sum.steps = step;
-    if (step % c.log_every == 0 || step == 1 || step == c.steps) {
+    if (is_log_step(c, step)) {
       const auto now = std::chrono::steady_clock::now();
       const double secs = std::chrono::duration<double>(now - window_start).count();
       std::map<std::string, double> m = out->extra;

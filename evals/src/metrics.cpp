@@ -166,7 +166,25 @@ double pearson(const std::vector<double>& x, const std::vector<double>& y) {
   return std::clamp(r, -1.0, 1.0);
 }
 
-Result<SpearmanResult> spearman(const std::vector<double>& x, const std::vector<double>& y) {
+Result<Alternative> parse_alternative(const std::string& s) {
+  if (s == "less") return Alternative::kLess;
+  if (s == "greater") return Alternative::kGreater;
+  if (s == "two-sided") return Alternative::kTwoSided;
+  return Status::Invalid("alternative must be \"less\", \"greater\" or \"two-sided\", got \"" +
+                         s + "\"");
+}
+
+const char* to_string(Alternative a) {
+  switch (a) {
+    case Alternative::kLess: return "less";
+    case Alternative::kGreater: return "greater";
+    case Alternative::kTwoSided: return "two-sided";
+  }
+  return "two-sided";
+}
+
+Result<SpearmanResult> spearman(const std::vector<double>& x, const std::vector<double>& y,
+                                Alternative alternative) {
   if (x.size() != y.size())
     return Status::Invalid("spearman: x and y must have the same length, got " +
                            std::to_string(x.size()) + " and " + std::to_string(y.size()));
@@ -180,11 +198,15 @@ Result<SpearmanResult> spearman(const std::vector<double>& x, const std::vector<
   s.rho = pearson(average_ranks(x), average_ranks(y));
   if (std::isnan(s.rho)) return Status::Invalid("spearman: an input is constant");
   double dof = static_cast<double>(s.n - 2);
-  if (std::fabs(s.rho) >= 1.0) {
-    s.p_value = 0.0;
-  } else {
-    double t = s.rho * std::sqrt(dof / ((s.rho + 1.0) * (1.0 - s.rho)));
-    s.p_value = std::min(1.0, 2 * student_t_sf(std::fabs(t), dof));
+  // |rho| = 1 gives t = +-inf, where student_t_sf is 0 or 1.
+  const double inf = std::numeric_limits<double>::infinity();
+  const double t = s.rho >= 1.0    ? inf
+                   : s.rho <= -1.0 ? -inf
+                                   : s.rho * std::sqrt(dof / ((s.rho + 1.0) * (1.0 - s.rho)));
+  switch (alternative) {
+    case Alternative::kLess: s.p_value = student_t_sf(-t, dof); break;
+    case Alternative::kGreater: s.p_value = student_t_sf(t, dof); break;
+    case Alternative::kTwoSided: s.p_value = std::min(1.0, 2 * student_t_sf(std::fabs(t), dof)); break;
   }
   return s;
 }
@@ -204,29 +226,79 @@ uint64_t SplitMix64::below(uint64_t n) {
   return v % n;
 }
 
+namespace {
+// The test statistic of an alternative: larger = more extreme.
+double phi_of(double rho, Alternative a) {
+  switch (a) {
+    case Alternative::kLess: return -rho;
+    case Alternative::kGreater: return rho;
+    case Alternative::kTwoSided: return std::fabs(rho);
+  }
+  return std::fabs(rho);
+}
+// Tolerance: phi values equal up to rounding must count as ">=".
+constexpr double kPhiEps = 1e-12;
+}  // namespace
+
 Result<PermutationResult> spearman_permutation_test(const std::vector<double>& order,
                                                     const std::vector<double>& d,
-                                                    int64_t permutations, uint64_t seed) {
+                                                    int64_t permutations, uint64_t seed,
+                                                    Alternative alternative) {
   if (permutations < 1)
     return Status::Invalid("permutation test: permutations must be >= 1, got " +
                            std::to_string(permutations));
   ASSAY_ASSIGN_OR_RETURN(SpearmanResult obs, spearman(order, d));
   PermutationResult r;
-  r.phi_obs = -obs.rho;
+  r.alternative = alternative;
+  r.phi_obs = phi_of(obs.rho, alternative);
   r.permutations = permutations;
   // Ranks are permutation-invariant as a multiset, so shuffle the ranks of
   // `order` once computed and correlate against the fixed ranks of d.
   std::vector<double> ro = average_ranks(order), rd = average_ranks(d);
   SplitMix64 rng(seed);
-  // Tolerance: phi values equal up to rounding must count as ">=".
-  const double eps = 1e-12;
   for (int64_t t = 0; t < permutations; ++t) {
     for (size_t i = ro.size(); i > 1; --i) std::swap(ro[i - 1], ro[rng.below(i)]);
-    double phi = -pearson(ro, rd);
-    if (phi >= r.phi_obs - eps) ++r.n_ge;
+    if (phi_of(pearson(ro, rd), alternative) >= r.phi_obs - kPhiEps) ++r.n_ge;
   }
-  r.p_value = (1.0 + static_cast<double>(r.n_ge)) / (static_cast<double>(permutations) + 1.0);
+  const double denom = static_cast<double>(permutations) + 1.0;
+  r.p_value = (1.0 + static_cast<double>(r.n_ge)) / denom;
+  r.floor = 1.0 / denom;
   return r;
+}
+
+Result<double> spearman_exact_p(const std::vector<double>& order, const std::vector<double>& d,
+                                Alternative alternative) {
+  if (static_cast<int64_t>(order.size()) > kMaxExactSpearmanN)
+    return Status::Invalid("exact Spearman p: enumeration is limited to n <= " +
+                           std::to_string(kMaxExactSpearmanN) + " examples, got " +
+                           std::to_string(order.size()));
+  ASSAY_ASSIGN_OR_RETURN(SpearmanResult obs, spearman(order, d));
+  const double phi_obs = phi_of(obs.rho, alternative);
+  // Pearson of two rank vectors with fixed multisets: the means and sums of
+  // squares do not change under permutation, only the cross sum does.
+  std::vector<double> ro = average_ranks(order), rd = average_ranks(d);
+  const size_t n = ro.size();
+  const double mo = std::accumulate(ro.begin(), ro.end(), 0.0) / n;
+  const double md = std::accumulate(rd.begin(), rd.end(), 0.0) / n;
+  double soo = 0, sdd = 0;
+  for (size_t i = 0; i < n; ++i) {
+    ro[i] -= mo;
+    rd[i] -= md;
+    soo += ro[i] * ro[i];
+    sdd += rd[i] * rd[i];
+  }
+  const double scale = std::sqrt(soo * sdd);
+  // next_permutation walks each distinct arrangement of the (tied) ranks once;
+  // every one stands for the same number of the n! orderings.
+  std::sort(ro.begin(), ro.end());
+  int64_t total = 0, ge = 0;
+  do {
+    double sxy = 0;
+    for (size_t i = 0; i < n; ++i) sxy += ro[i] * rd[i];
+    ++total;
+    if (phi_of(std::clamp(sxy / scale, -1.0, 1.0), alternative) >= phi_obs - kPhiEps) ++ge;
+  } while (std::next_permutation(ro.begin(), ro.end()));
+  return static_cast<double>(ge) / static_cast<double>(total);
 }
 
 MeanStderr mean_stderr(const std::vector<double>& x) {

@@ -14,7 +14,8 @@ using json = nlohmann::json;
 
 // lm-eval marks whether larger is better; names ending in these are lower-better.
 bool higher_is_better(const std::string& metric) {
-  static const char* kLower[] = {"fpr95", "nll", "p_t", "p_perm", "privleak", "_loss", "self_bleu"};
+  static const char* kLower[] = {"fpr95", "nll", "p_t", "p_perm", "privleak", "_loss", "self_bleu",
+                                 "p_value", "p_exact", "p_perm_floor"};
   for (const char* s : kLower) {
     const std::string suf = s;
     if (metric.size() >= suf.size() && metric.compare(metric.size() - suf.size(), suf.size(), suf) == 0)

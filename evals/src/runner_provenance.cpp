@@ -1,6 +1,9 @@
 // The provenance runner: Spearman correlation between the training order of
 // a transcript's examples and the test model's NLL gap to a reference model,
-// with a permutation test.
+// with a permutation test. Options (spec "options", overridden by flags):
+// permutations, alpha, window (last K examples; 0 = all) and alternative
+// (less | greater | two-sided, of every p-value); all are in the cache key.
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 
@@ -15,6 +18,12 @@ namespace assay::evals {
 namespace {
 
 namespace fs = std::filesystem;
+
+std::string fmt_g(double v) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%.3g", v);
+  return b;
+}
 
 // The transcript: --transcript; else an artifact of kind 'transcript' of the
 // run that produced the checkpoint (DB); else transcript.jsonl next to the
@@ -77,6 +86,59 @@ Result<std::vector<std::string>> find_train_data(const EvalContext& c, const std
   return out;
 }
 
+// The log line of a result: rho, the p-values under the alternative, and
+// which p the verdict read (see ProvenanceResult::p_value).
+std::string verdict_text(const ProvenanceResult& r) {
+  const char* source = r.p_exact                ? "exact enumeration"
+                       : r.p_value == r.p_perm  ? "permutations"
+                                                : "t approximation: every permutation was beaten";
+  char buf[512];
+  std::snprintf(buf, sizeof buf,
+                "rho = %.4f (n = %lld), alternative %s: p_t = %.3g, p_perm = %.3g (%lld "
+                "permutations, floor %.3g)%s%s, p = %.3g (%s): %s at alpha %g",
+                r.rho, (long long)r.n, to_string(r.alternative), r.p_t, r.p_perm,
+                (long long)r.permutations, r.p_perm_floor, r.p_exact ? ", p_exact = " : "",
+                r.p_exact ? fmt_g(*r.p_exact).c_str() : "", r.p_value, source,
+                r.derived ? "DERIVED from the transcript's run" : "no evidence of derivation",
+                r.alpha);
+  return buf;
+}
+
+// --window: the flag when given (>= 0), else spec options.window, else 0.
+Result<int64_t> window_option(const EvalContext& c) {
+  int64_t w = ProvenanceSuiteOptions{}.window;
+  if (c.o.window >= 0) {
+    w = c.o.window;
+  } else if (c.spec.options.contains("window")) {
+    const nlohmann::json& v = c.spec.options["window"];
+    if (!v.is_number_integer() || v.get<int64_t>() < 0)
+      return Status::Invalid("suite spec options.window: expected an integer >= 0 (0 = all "
+                             "examples), got " + v.dump());
+    w = v.get<int64_t>();
+  }
+  if (w == 1 || w == 2)
+    return Status::Invalid("--window " + std::to_string(w) +
+                           ": the Spearman test needs at least 3 examples (0 = all)");
+  return w;
+}
+
+// --alternative: the flag when given, else spec options.alternative, else "less".
+Result<Alternative> alternative_option(const EvalContext& c) {
+  std::string a = to_string(ProvenanceSuiteOptions{}.alternative);
+  if (!c.o.alternative.empty()) {
+    a = c.o.alternative;
+  } else if (c.spec.options.contains("alternative")) {
+    const nlohmann::json& v = c.spec.options["alternative"];
+    if (!v.is_string())
+      return Status::Invalid("suite spec options.alternative: expected \"less\", \"greater\" or "
+                             "\"two-sided\", got " + v.dump());
+    a = v.get<std::string>();
+  }
+  auto parsed = parse_alternative(a);
+  if (!parsed.ok()) return parsed.status().with_context("--alternative");
+  return *parsed;
+}
+
 }  // namespace
 
 Status prepare_provenance(EvalContext& c) {
@@ -96,10 +158,17 @@ Status prepare_provenance(EvalContext& c) {
   const double alpha = option_double(c, "alpha", c.o.alpha, defaults.alpha);
   if (alpha <= 0 || alpha >= 1)
     return Status::Invalid("--alpha must be in (0, 1), got " + std::to_string(alpha));
+  ASSAY_ASSIGN_OR_RETURN(const int64_t window, window_option(c));
+  ASSAY_ASSIGN_OR_RETURN(const Alternative alternative, alternative_option(c));
   c.inputs["permutations"] = permutations;
   c.inputs["alpha"] = alpha;
   c.inputs["limit"] = c.o.limit;
-  c.task_config = {{"options", {{"permutations", permutations}, {"alpha", alpha}}},
+  c.inputs["window"] = window;
+  c.inputs["alternative"] = to_string(alternative);
+  c.task_config = {{"options", {{"permutations", permutations},
+                                {"alpha", alpha},
+                                {"window", window},
+                                {"alternative", to_string(alternative)}}},
                    {"reference", c.o.reference},
                    {"transcript", transcript},
                    {"data", {{"train", data}}}};
@@ -122,12 +191,11 @@ Result<TaskOutput> run_provenance_task(EvalContext& c) {
   po.alpha = c.inputs["alpha"].get<double>();
   po.seed = static_cast<uint64_t>(c.o.seed);
   po.limit = c.o.limit;
+  po.window = c.inputs["window"].get<int64_t>();
+  ASSAY_ASSIGN_OR_RETURN(po.alternative, parse_alternative(c.inputs["alternative"].get<std::string>()));
+  if (po.window > 0) c.log("window: the last " + std::to_string(po.window) + " examples by last position");
   ASSAY_ASSIGN_OR_RETURN(auto r, run_provenance_suite(*test, *ref, transcript, items, po, c.id.suite));
-  char verdict[256];
-  std::snprintf(verdict, sizeof verdict, "rho = %.4f, p_t = %.3g, p_perm = %.3g (%lld permutations): %s at alpha %g",
-                r.rho, r.p_t, r.p_perm, (long long)r.permutations,
-                r.derived ? "DERIVED from the transcript's run" : "no evidence of derivation", r.alpha);
-  c.log(verdict);
+  c.log(verdict_text(r));
   return TaskOutput{std::move(r.rows), nullptr};
 }
 

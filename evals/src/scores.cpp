@@ -115,7 +115,8 @@ Result<std::vector<QaLogliks>> qa_logliks(Backend& backend, const std::vector<st
 // ---- provenance --------------------------------------------------------------
 
 Result<ProvenanceResult> provenance_test(const std::vector<ProvenanceExample>& examples,
-                                         int64_t permutations, uint64_t seed, double alpha) {
+                                         int64_t permutations, uint64_t seed, double alpha,
+                                         Alternative alternative) {
   if (!(alpha > 0 && alpha < 1))
     return Status::Invalid("provenance: alpha must be in (0, 1), got " + std::to_string(alpha));
   std::vector<double> order, d;
@@ -126,19 +127,36 @@ Result<ProvenanceResult> provenance_test(const std::vector<ProvenanceExample>& e
     d.push_back(e.nll_test - e.nll_ref);
   }
   ProvenanceResult r;
-  ASSAY_ASSIGN_OR_RETURN(SpearmanResult s, spearman(order, d));
-  ASSAY_ASSIGN_OR_RETURN(PermutationResult p, spearman_permutation_test(order, d, permutations, seed));
+  ASSAY_ASSIGN_OR_RETURN(SpearmanResult s, spearman(order, d, alternative));
+  ASSAY_ASSIGN_OR_RETURN(PermutationResult p,
+                         spearman_permutation_test(order, d, permutations, seed, alternative));
   r.n = s.n;
   r.rho = s.rho;
+  r.alternative = alternative;
   r.p_t = s.p_value;
   r.p_perm = p.p_value;
+  r.p_perm_floor = p.floor;
   r.permutations = p.permutations;
   r.alpha = alpha;
-  r.derived = r.p_perm <= alpha;
-  r.rows = {{"provenance", "spearman_rho", "none", r.rho, std::nullopt, r.n, "1.0"},
-            {"provenance", "p_t", "none", r.p_t, std::nullopt, r.n, "1.0"},
-            {"provenance", "p_perm", "none", r.p_perm, std::nullopt, r.n, "1.0"},
-            {"provenance", "derived", "none", r.derived ? 1.0 : 0.0, std::nullopt, r.n, "1.0"}};
+  if (r.n <= kMaxExactSpearmanN) {
+    ASSAY_ASSIGN_OR_RETURN(double exact, spearman_exact_p(order, d, alternative));
+    r.p_exact = exact;
+  }
+  if (r.p_exact) r.p_value = *r.p_exact;
+  else if (p.n_ge > 0) r.p_value = r.p_perm;
+  else r.p_value = std::min(r.p_perm_floor, r.p_t);
+  r.derived = r.p_value <= alpha;
+  const std::string alt = to_string(alternative);
+  auto row = [&](const char* metric, const std::string& filter, double v) {
+    r.rows.push_back({"provenance", metric, filter, v, std::nullopt, r.n, "1.0"});
+  };
+  row("spearman_rho", "none", r.rho);
+  row("p_t", alt, r.p_t);
+  row("p_perm", alt, r.p_perm);
+  row("p_perm_floor", alt, r.p_perm_floor);
+  if (r.p_exact) row("p_exact", alt, *r.p_exact);
+  row("p_value", alt, r.p_value);
+  row("derived", alt, r.derived ? 1.0 : 0.0);
   return r;
 }
 

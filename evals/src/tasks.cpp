@@ -3,6 +3,7 @@
 // metric code of scores.cpp. See evals_tasks.h.
 #include <algorithm>
 #include <cmath>
+#include <cstddef>
 #include <fstream>
 #include <map>
 
@@ -117,6 +118,11 @@ Result<ProvenanceResult> run_provenance_suite(
     const std::vector<TextItem>& items, const ProvenanceSuiteOptions& opts,
     const std::string& suite) {
   auto order = last_positions(transcript);
+  if (opts.window < 0)
+    return Status::Invalid("provenance: window must be >= 0 (0 = all examples), got " +
+                           std::to_string(opts.window));
+  if (opts.window > 0 && static_cast<int64_t>(order.size()) > opts.window)
+    order.erase(order.begin(), order.end() - static_cast<std::ptrdiff_t>(opts.window));
   if (opts.limit > 0 && static_cast<int64_t>(order.size()) > opts.limit)
     order.resize(static_cast<size_t>(opts.limit));
   std::map<std::string, const TextItem*> by_id;
@@ -131,13 +137,15 @@ Result<ProvenanceResult> run_provenance_suite(
   }
   if (texts.size() < 3)
     return Status::Invalid("provenance: need at least 3 distinct transcript examples, got " +
-                           std::to_string(texts.size()));
+                           std::to_string(texts.size()) +
+                           (opts.window > 0 ? " (window " + std::to_string(opts.window) + ")" : ""));
   ASSAY_ASSIGN_OR_RETURN(auto nll_test, mean_nll(test, texts));
   ASSAY_ASSIGN_OR_RETURN(auto nll_ref, mean_nll(reference, texts));
   std::vector<ProvenanceExample> ex;
   for (size_t i = 0; i < order.size(); ++i)
     ex.push_back({order[i].first, order[i].second, nll_test[i], nll_ref[i]});
-  ASSAY_ASSIGN_OR_RETURN(auto r, provenance_test(ex, opts.permutations, opts.seed, opts.alpha));
+  ASSAY_ASSIGN_OR_RETURN(auto r, provenance_test(ex, opts.permutations, opts.seed,
+                                                  opts.alpha, opts.alternative));
   set_suite(&r.rows, suite);
   return r;
 }

@@ -18,6 +18,6 @@ case "$suite" in
     exec "$ASSAY" eval provenance "${common[@]}" --reference "$DEMO/runs/teacher/final" "${extra[@]}" ;;
   unlearning) exec "$ASSAY" eval unlearning "${common[@]}" --forget "$DEMO/data/unlearn/forget.jsonl" \
                 --retain "$DEMO/data/unlearn/retain.jsonl" --holdout "$DEMO/data/unlearn/holdout.jsonl" \
-                --retain-model "$DEMO/runs/teacher/final" ;;
+                --perturbed "$DEMO/data/unlearn/perturbed.jsonl" --retain-model "$DEMO/runs/teacher/final" ;;
   *) echo "eval-one.sh: unknown suite '$suite'" >&2; exit 2 ;;
 esac

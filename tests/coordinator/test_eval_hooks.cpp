@@ -6,6 +6,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <set>
 
@@ -236,4 +237,104 @@ TEST_F(EvalHooks, EvalRunMetricsBecomeEvalResultsOfTheProducer) {
   EXPECT_EQ(late["rows"], Json::array({Json::array({"3.0", "none", 1.0})}));
   // The producer itself (not an eval run) wrote no eval results.
   EXPECT_EQ(query("SELECT COUNT(*) FROM eval_results WHERE run_id = " + std::to_string(p))["rows"][0][0], 0);
+}
+
+// args.transcript_from names another run: the eval command reads that run's
+// transcript (its 'transcript' artifact, else transcript.jsonl above its
+// final checkpoint), and a name that resolves to nothing usable leaves an
+// error event on the producer instead of an eval run.
+TEST_F(EvalHooks, TranscriptFromNamesAnotherRunsTranscript) {
+  // Run A (sweep "alice"): a checkpoint and a transcript artifact. Run C
+  // (sweep "carol"): a checkpoint only.
+  int64_t a = submit("alice", Json::array());
+  int64_t c = submit("carol", Json::array());
+  auto started = lease_and_start();
+  ASSERT_EQ(started.size(), 2u);
+  artifact(a, "ha", 100);
+  worker(url(a, "artifacts"), {{"worker_id", "w1"},
+                               {"attempt", 1},
+                               {"kind", "transcript"},
+                               {"path", "/runs/alice/transcript.jsonl"},
+                               {"content_hash", "ta"}});
+  worker(url(c, "artifacts"), {{"worker_id", "w1"},
+                               {"attempt", 1},
+                               {"kind", "checkpoint"},
+                               {"path", "/runs/carol/final/"},
+                               {"content_hash", "hc"},
+                               {"step", 50}});
+  finish(a, 0);
+
+  // Run B tests its checkpoint against A's transcript (by name), C's (by id,
+  // still running: refused), an unknown run, and A's again by id.
+  Json hooks = Json::array();
+  hooks.push_back({{"suite", "provenance"}, {"on", "final"},
+                   {"args", {{"transcript_from", "alice-0000"}, {"reference", "/ck/ref"}}}});
+  hooks.push_back({{"suite", "prov-c.json"}, {"on", "final"}, {"args", {{"transcript_from", c}}}});
+  hooks.push_back({{"suite", "prov-x.json"}, {"on", "final"}, {"args", {{"transcript_from", "nobody"}}}});
+  hooks.push_back({{"suite", "prov-both.json"}, {"on", "final"},
+                   {"args", {{"transcript_from", a}, {"transcript", "/t.jsonl"}}}});
+  int64_t b = submit("bob", hooks);
+  ASSERT_EQ(lease_and_start(), std::vector<int64_t>{b});
+  artifact(b, "hb", 30);
+  finish(b, 0);
+  auto evs = eval_runs("bob");
+  ASSERT_EQ(evs.size(), 1u) << Json(evs).dump();
+  EXPECT_EQ(evs[0]["command"], std::string(kExe) +
+                                   " eval provenance --model-path /ck/hb"
+                                   " --transcript /runs/alice/transcript.jsonl --reference /ck/ref");
+  EXPECT_EQ(evs[0]["params"]["transcript_from"], a);
+  Json pr = user("GET", "/v1/runs/" + std::to_string(b));
+  std::vector<std::string> errors;
+  std::string scheduled;
+  for (auto& ev : pr["events"]) {
+    if (ev["kind"] == "eval_hook_error") errors.push_back(ev["detail"].get<std::string>());
+    if (ev["kind"] == "eval_scheduled") scheduled = ev["detail"].get<std::string>();
+  }
+  EXPECT_NE(scheduled.find("with the transcript of run " + std::to_string(a)), std::string::npos)
+      << scheduled;
+  ASSERT_EQ(errors.size(), 3u) << pr["events"].dump();
+  auto has = [&](const std::string& what) {
+    for (auto& e : errors)
+      if (e.find(what) != std::string::npos) return true;
+    return false;
+  };
+  EXPECT_TRUE(has("prov-c.json (on final) on checkpoint hb not scheduled: transcript_from: run " +
+                  std::to_string(c) + " (carol-0000) is running"))
+      << Json(errors).dump();
+  EXPECT_TRUE(has("transcript_from \"nobody\": no run has that name")) << Json(errors).dump();
+  EXPECT_TRUE(has("give either transcript or transcript_from")) << Json(errors).dump();
+
+  // Once C has succeeded, a hook naming it by id gets the transcript beside
+  // its final checkpoint's directory (C reported no transcript artifact).
+  finish(c, 0);
+  int64_t d = submit("dave", Json::array({{{"suite", "provenance"}, {"on", "every"},
+                                           {"args", {{"transcript_from", std::to_string(c)}}}}}));
+  const auto leased = lease_and_start();  // d and the eval run of b
+  ASSERT_EQ(std::count(leased.begin(), leased.end(), d), 1) << Json(leased).dump();
+  artifact(d, "hd", 5);
+  auto dv = eval_runs("dave");
+  ASSERT_EQ(dv.size(), 1u);
+  EXPECT_EQ(dv[0]["command"], std::string(kExe) +
+                                  " eval provenance --model-path /ck/hd"
+                                  " --transcript /runs/carol/transcript.jsonl");
+  EXPECT_EQ(dv[0]["params"]["transcript_from"], c);
+}
+
+// A name from another sweep is found among all runs (the producer's own
+// sweep has no run of that name), with a final hook.
+TEST_F(EvalHooks, TranscriptFromFindsARunOfAnotherSweepByName) {
+  int64_t x = submit("earlier", Json::array());
+  ASSERT_EQ(lease_and_start(), std::vector<int64_t>{x});
+  artifact(x, "hx", 9);
+  finish(x, 0);
+  int64_t p = submit("later", Json::array({{{"suite", "provenance"},
+                                            {"args", {{"transcript_from", "earlier-0000"}}}}}));
+  ASSERT_EQ(lease_and_start(), std::vector<int64_t>{p});
+  artifact(p, "hp", 1);
+  finish(p, 0);
+  auto evs = eval_runs("later");
+  ASSERT_EQ(evs.size(), 1u);
+  EXPECT_EQ(evs[0]["params"]["transcript_from"], x);
+  EXPECT_EQ(evs[0]["command"], std::string(kExe) + " eval provenance --model-path /ck/hp"
+                                                   " --transcript /ck/transcript.jsonl");
 }

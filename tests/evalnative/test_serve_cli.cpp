@@ -263,16 +263,16 @@ TEST_F(EvalNativeServeCli, EvalStoresRowsAndServesRepeatsFromTheDatabase) {
   auto q = store::query_readonly(db, "SELECT metric, value, n, suite_version, checkpoint_hash FROM "
                                      "eval_results WHERE suite = 'provenance' ORDER BY metric");
   ASSERT_TRUE(q.ok()) << q.status().message();
-  ASSERT_EQ(q->rows.size(), 4u);
+  ASSERT_EQ(q->rows.size(), 6u);
   EXPECT_EQ(std::get<std::string>(q->rows[0][0]), "derived");
   EXPECT_EQ(std::get<int64_t>(q->rows[0][2]), 40);
   auto hash = engine::checkpoint_hash(path("runA/final"));
   ASSERT_TRUE(hash.ok());
   EXPECT_EQ(std::get<std::string>(q->rows[0][4]), *hash);
-  EXPECT_EQ(std::get<std::string>(q->rows[0][3]).substr(0, 4), "1.0+");
+  EXPECT_EQ(std::get<std::string>(q->rows[0][3]).substr(0, 4), "1.1+");
   std::ifstream f(out);
   json doc = json::parse(f);
-  EXPECT_TRUE(doc["results"]["provenance"].contains("p_perm,none"));
+  EXPECT_TRUE(doc["results"]["provenance"].contains("p_perm,less"));
   EXPECT_FALSE(doc["assay"]["cached"].get<bool>());
   // The same eval again: served from the database.
   CmdResult r2 = run_cmd(cmd);
@@ -281,7 +281,7 @@ TEST_F(EvalNativeServeCli, EvalStoresRowsAndServesRepeatsFromTheDatabase) {
   std::ifstream f2(out);
   json doc2 = json::parse(f2);
   EXPECT_TRUE(doc2["assay"]["cached"].get<bool>());
-  EXPECT_EQ(doc2["results"]["provenance"]["p_perm,none"], doc["results"]["provenance"]["p_perm,none"]);
+  EXPECT_EQ(doc2["results"]["provenance"]["p_perm,less"], doc["results"]["provenance"]["p_perm,less"]);
   // A different seed is a different eval; --force recomputes.
   CmdResult r3 = run_cmd(cmd + " --seed 5");
   EXPECT_EQ(r3.out.find("cached"), std::string::npos) << r3.out;
@@ -289,7 +289,7 @@ TEST_F(EvalNativeServeCli, EvalStoresRowsAndServesRepeatsFromTheDatabase) {
   EXPECT_EQ(r4.out.find("cached"), std::string::npos) << r4.out;
   auto q2 = store::query_readonly(db, "SELECT COUNT(*) FROM eval_results");
   ASSERT_TRUE(q2.ok());
-  EXPECT_EQ(std::get<int64_t>(q2->rows[0][0]), 8);
+  EXPECT_EQ(std::get<int64_t>(q2->rows[0][0]), 12);
 }
 
 TEST_F(EvalNativeServeCli, Gsm8kWithNativeCheckpoint) {

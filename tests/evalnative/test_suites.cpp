@@ -63,6 +63,12 @@ TEST(EvalNativeSuites, ProvenanceDetectsTheTranscriptOrder) {
   EXPECT_LT(yes->p_t, 1e-3) << "rho " << yes->rho;
   EXPECT_LT(yes->p_perm, 1e-3) << "rho " << yes->rho;
   EXPECT_TRUE(yes->derived);
+  // Every permutation is beaten: p_perm sits at its floor 1/(T+1), and the
+  // verdict's p_value is the t approximation below it.
+  EXPECT_DOUBLE_EQ(yes->p_perm_floor, 1.0 / 2001);
+  EXPECT_DOUBLE_EQ(yes->p_perm, yes->p_perm_floor);
+  EXPECT_DOUBLE_EQ(yes->p_value, std::min(yes->p_perm_floor, yes->p_t));
+  EXPECT_LT(yes->p_value, 1e-6);
   EXPECT_GT(no->p_t, 0.05) << "rho " << no->rho;
   EXPECT_GT(no->p_perm, 0.05) << "rho " << no->rho;
   EXPECT_FALSE(no->derived);
@@ -165,62 +171,136 @@ TEST(EvalNativeSuites, OodQaVariantRanksTrainingItemsAsInDistribution) {
 // Transcript positions that tie (four examples per step, as a batched run
 // logs them) share their average rank: rho and its t-approximation p equal
 // scipy's spearmanr on the last positions, and the permutation test ranks
-// the same way.
+// the same way. Every p follows the alternative (default: less, the paper's).
 const char* kTiedSpearmanScript = R"PY(
 from scipy.stats import spearmanr
-r = spearmanr(args['order'], args['d'])
-print(json.dumps({'rho': float(r.correlation), 'p': float(r.pvalue)}))
+out = {}
+for alt in ['less', 'greater', 'two-sided']:
+    r = spearmanr(args['order'], args['d'], alternative=alt)
+    out[alt] = {'rho': float(r.correlation), 'p': float(r.pvalue)}
+print(json.dumps(out))
 )PY";
+
+// 24 examples, four per step (order = step); ex0..ex3 are seen again in the
+// last step, so they are placed there and tie with ex20..ex23. Two random
+// models score them; `order` and `d` are the suite's vectors, in the suite's
+// order (by last step, then by id), so that seeded permutations match.
+struct TiedCase {
+  std::vector<std::string> texts;
+  std::vector<TextItem> items;
+  std::vector<std::pair<std::string, double>> transcript;
+  std::unique_ptr<NativeBackend> test, ref;
+  std::vector<double> order, d;  // all 24, suite order
+
+  TiedCase() {
+    texts = word_texts(24, 5, 30, 9);
+    const auto cfg = tiny_config(40, 32, 1);
+    engine::GPT a = random_model(cfg, 1), r = random_model(cfg, 2);
+    test = wrap(a), ref = wrap(r);
+    for (size_t i = 0; i < texts.size(); ++i) items.push_back({"ex" + std::to_string(i), texts[i], "", ""});
+    for (size_t i = 0; i < texts.size(); ++i) transcript.emplace_back("ex" + std::to_string(i), double(i / 4));
+    for (size_t i = 0; i < 4; ++i) transcript.emplace_back("ex" + std::to_string(i), 5.0);
+    std::map<std::string, size_t> by_id;
+    for (size_t i = 0; i < texts.size(); ++i) by_id["ex" + std::to_string(i)] = i;
+    std::vector<size_t> idx;
+    for (const auto& [id, i] : by_id) idx.push_back(i);
+    auto last_step = [](size_t i) { return i < 4 ? 5.0 : double(i / 4); };
+    std::stable_sort(idx.begin(), idx.end(), [&](size_t x, size_t y) { return last_step(x) < last_step(y); });
+    auto nt = mean_nll(*test, texts).value(), nr = mean_nll(*ref, texts).value();
+    for (size_t i : idx) {
+      order.push_back(last_step(i));
+      d.push_back(nt[i] - nr[i]);
+    }
+  }
+  // The last k of the suite's vectors.
+  std::pair<std::vector<double>, std::vector<double>> last(size_t k) const {
+    return {std::vector<double>(order.end() - k, order.end()), std::vector<double>(d.end() - k, d.end())};
+  }
+  static std::string script(const std::vector<double>& o, const std::vector<double>& dd) {
+    return "args = json.loads(r\"\"\"" + nlohmann::json{{"order", o}, {"d", dd}}.dump() + "\"\"\")" +
+           kTiedSpearmanScript;
+  }
+};
 
 TEST(EvalNativeSuites, ProvenanceTiedOrdersShareAverageRanks) {
   engine::set_num_threads(1);
-  const auto texts = word_texts(24, 5, 30, 9);
-  const auto cfg = tiny_config(40, 32, 1);
-  engine::GPT a = random_model(cfg, 1), r = random_model(cfg, 2);
-  auto test = wrap(a), ref = wrap(r);
-  std::vector<TextItem> items;
-  for (size_t i = 0; i < texts.size(); ++i) items.push_back({"ex" + std::to_string(i), texts[i], "", ""});
-  // order = step; four examples per step; ex0..ex3 are seen again in the
-  // last step, so they are placed there (and tie with ex20..ex23).
-  std::vector<std::pair<std::string, double>> transcript;
-  for (size_t i = 0; i < texts.size(); ++i) transcript.emplace_back("ex" + std::to_string(i), double(i / 4));
-  for (size_t i = 0; i < 4; ++i) transcript.emplace_back("ex" + std::to_string(i), 5.0);
+  TiedCase tc;
   ProvenanceSuiteOptions po;
   po.permutations = 4000;
   po.seed = 5;
-  auto res = run_provenance_suite(*test, *ref, transcript, items, po, "provenance");
+  auto res = run_provenance_suite(*tc.test, *tc.ref, tc.transcript, tc.items, po, "provenance");
   ASSERT_TRUE(res.ok()) << res.status().message();
-  // The same d = NLL_test - NLL_ref, against each example's last step.
-  // Examples in the suite's order (by last step, then by id) so that the
-  // seeded permutations below shuffle the same vector.
-  std::map<std::string, size_t> by_id;
-  for (size_t i = 0; i < texts.size(); ++i) by_id["ex" + std::to_string(i)] = i;
-  std::vector<size_t> idx;
-  for (const auto& [id, i] : by_id) idx.push_back(i);
-  auto last_step = [](size_t i) { return i < 4 ? 5.0 : double(i / 4); };
-  std::stable_sort(idx.begin(), idx.end(), [&](size_t x, size_t y) { return last_step(x) < last_step(y); });
-  auto nt = mean_nll(*test, texts).value(), nr = mean_nll(*ref, texts).value();
-  std::vector<double> order, d;
-  for (size_t i : idx) {
-    order.push_back(last_step(i));
-    d.push_back(nt[i] - nr[i]);
-  }
   EXPECT_EQ(res->n, 24);
-  const std::string script = "args = json.loads(r\"\"\"" +
-                             nlohmann::json{{"order", order}, {"d", d}}.dump() + "\"\"\")" +
-                             kTiedSpearmanScript;
-  ASSAY_PYREF_OR_SKIP(ref_json, script);
-  EXPECT_NEAR(res->rho, ref_json["rho"].get<double>(), 1e-12);
-  EXPECT_NEAR(res->p_t, ref_json["p"].get<double>(), 1e-10);
+  EXPECT_EQ(res->alternative, Alternative::kLess);
+  ASSAY_PYREF_OR_SKIP(ref_json, TiedCase::script(tc.order, tc.d));
+  EXPECT_NEAR(res->rho, ref_json["less"]["rho"].get<double>(), 1e-12);
+  EXPECT_NEAR(res->p_t, ref_json["less"]["p"].get<double>(), 1e-10);
   // The permutation test shuffles the same average ranks with the same seed.
-  auto perm = spearman_permutation_test(order, d, po.permutations, po.seed).value();
+  auto perm = spearman_permutation_test(tc.order, tc.d, po.permutations, po.seed).value();
   EXPECT_EQ(res->p_perm, perm.p_value);
   EXPECT_NEAR(perm.phi_obs, -res->rho, 1e-12);
   // --limit keeps the first examples by last position.
   po.limit = 8;
-  auto lim = run_provenance_suite(*test, *ref, transcript, items, po, "provenance");
+  auto lim = run_provenance_suite(*tc.test, *tc.ref, tc.transcript, tc.items, po, "provenance");
   ASSERT_TRUE(lim.ok()) << lim.status().message();
   EXPECT_EQ(lim->n, 8);
+}
+
+// window = K keeps the last K examples by last position (the end of
+// training); each alternative gives scipy's p_t on them and the permutation
+// test of the same statistic; rows carry the alternative as their filter.
+TEST(EvalNativeSuites, ProvenanceWindowAndAlternativeMatchScipy) {
+  engine::set_num_threads(1);
+  TiedCase tc;
+  const auto [o12, d12] = tc.last(12);  // steps 4 and 5
+  ASSAY_PYREF_OR_SKIP(ref_json, TiedCase::script(o12, d12));
+  for (const char* name : {"less", "greater", "two-sided"}) {
+    ProvenanceSuiteOptions po;
+    po.permutations = 1000;
+    po.seed = 2;
+    po.window = 12;
+    po.alternative = parse_alternative(name).value();
+    auto res = run_provenance_suite(*tc.test, *tc.ref, tc.transcript, tc.items, po, "provenance");
+    ASSERT_TRUE(res.ok()) << res.status().message();
+    EXPECT_EQ(res->n, 12) << name;
+    EXPECT_NEAR(res->rho, ref_json[name]["rho"].get<double>(), 1e-12) << name;
+    EXPECT_NEAR(res->p_t, ref_json[name]["p"].get<double>(), 1e-10) << name;
+    auto perm = spearman_permutation_test(o12, d12, po.permutations, po.seed, po.alternative).value();
+    EXPECT_EQ(res->p_perm, perm.p_value) << name;
+    EXPECT_DOUBLE_EQ(res->p_perm_floor, 1.0 / 1001);
+    EXPECT_FALSE(res->p_exact.has_value());
+    for (const auto& row : res->rows) {
+      EXPECT_EQ(row.suite, "provenance");
+      EXPECT_EQ(row.n, 12);
+      EXPECT_EQ(row.filter, row.metric == "spearman_rho" ? std::string("none") : std::string(name))
+          << row.metric;
+    }
+  }
+  // A window of 10 (n <= 10) adds the exact p over all orderings, and it is
+  // the verdict's p.
+  ProvenanceSuiteOptions po;
+  po.window = 10;
+  auto ten = run_provenance_suite(*tc.test, *tc.ref, tc.transcript, tc.items, po, "provenance");
+  ASSERT_TRUE(ten.ok()) << ten.status().message();
+  ASSERT_TRUE(ten->p_exact.has_value());
+  const auto [o10, d10] = tc.last(10);
+  EXPECT_DOUBLE_EQ(*ten->p_exact, spearman_exact_p(o10, d10, Alternative::kLess).value());
+  EXPECT_DOUBLE_EQ(ten->p_value, *ten->p_exact);
+  // A window past the transcript keeps everything; one under 3 is refused,
+  // and window and limit compose (the first 6 of the last 12).
+  po.window = 100;
+  EXPECT_EQ(run_provenance_suite(*tc.test, *tc.ref, tc.transcript, tc.items, po, "provenance")->n, 24);
+  po.window = 2;
+  auto two = run_provenance_suite(*tc.test, *tc.ref, tc.transcript, tc.items, po, "provenance");
+  ASSERT_FALSE(two.ok());
+  EXPECT_NE(two.status().message().find("(window 2)"), std::string::npos) << two.status().message();
+  po.window = 12;
+  po.limit = 6;
+  auto both = run_provenance_suite(*tc.test, *tc.ref, tc.transcript, tc.items, po, "provenance");
+  ASSERT_TRUE(both.ok()) << both.status().message();
+  EXPECT_EQ(both->n, 6);
+  EXPECT_NEAR(both->rho, spearman(std::vector<double>(o12.begin(), o12.begin() + 6),
+                                  std::vector<double>(d12.begin(), d12.begin() + 6)).value().rho, 1e-12);
 }
 
 }  // namespace

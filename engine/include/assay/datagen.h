@@ -83,7 +83,10 @@ struct UnlearnOptions {
   double forget_frac = 0.1;     // fraction of authors to forget
   double holdout_frac = 0.1;    // authors never trained on (membership baseline)
   uint64_t seed = 1;
+  int n_perturbed = 5;          // 1..kMaxPerturbed false answers per fact (perturbed sets)
 };
+// The smallest attribute pool (awards) has 6 values: 5 false ones.
+inline constexpr int kMaxPerturbed = 5;
 
 struct FactQA {
   std::string id;        // "<split>-<author index>-<fact index>"
@@ -96,8 +99,26 @@ struct UnlearnSplits {
   std::vector<FactQA> forget, retain, holdout;
 };
 
+// The inputs of the truth ratio and forget quality (TOFU): per fact, a
+// paraphrased correct answer and n_perturbed answers in the same wording
+// with a false value of the same kind (another year, city, genre, title,
+// award or job from the generator's pools).
+struct PerturbedQA {
+  std::string id;        // the fact's id in UnlearnSplits
+  std::string question;  // the fact's question, unchanged
+  std::string paraphrased_answer;
+  std::vector<std::string> perturbed_answers;
+};
+
+struct PerturbedSplits {
+  std::vector<PerturbedQA> forget, retain, holdout;
+};
+
 Status validate(const UnlearnOptions& o);
 UnlearnSplits generate_unlearn(const UnlearnOptions& o);
+// The facts of generate_unlearn(o), split the same way, with paraphrased and
+// perturbed answers; generate_unlearn's output does not depend on it.
+PerturbedSplits generate_unlearn_perturbed(const UnlearnOptions& o);
 // forget + retain in a seeded shuffled order: the fine-tuning set that
 // teaches the facts before unlearning (holdout is never trained on).
 std::vector<FactQA> unlearn_train_mix(const UnlearnSplits& s, uint64_t seed);
@@ -125,10 +146,13 @@ std::vector<TextDoc> generate_ood(const OodOptions& o);
 //   prefs:   {"id","prompt","chosen","rejected"}
 //   facts:   {"id","author","question","answer","text"} (text = answer sentence)
 //   text:    {"id","text"}
+//   perturbed: {"id","question","paraphrased_answer","perturbed_answers":[...]}
+//            (the layout the unlearning eval's --perturbed reads)
 std::string to_jsonl(const MathProblem& p);
 std::string to_jsonl(const PrefExample& p);
 std::string to_jsonl(const FactQA& f);
 std::string to_jsonl(const TextDoc& d);
+std::string to_jsonl(const PerturbedQA& p);
 
 // Writes lines (each gets a trailing newline) to `path` atomically
 // (temporary file, then rename); creates the parent directory.

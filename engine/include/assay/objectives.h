@@ -168,12 +168,33 @@ Result<FDivergence> parse_fdivergence(const std::string& name);  // reverse_kl|f
 const char* pref_loss_name(PrefLoss l);
 const char* fdivergence_name(FDivergence f);
 
+// Log-ratio bound of the exponential f-divergence scores (forward KL, alpha).
+//
+// Their scores grow like e^(-Delta) and e^((1-a) |Delta|) as the summed
+// completion log-ratio Delta = logp_policy - logp_ref falls, so a chosen
+// completion whose likelihood dropped by a few tens of nats (ordinary
+// likelihood displacement) gives losses ~1e4 and gradient norms ~1e7 before
+// clipping. Below Delta = -M (M = max_log_ratio) the score is continued by
+// its tangent at -M:
+//   s_M(Delta) = s(-M) + s'(-M) (Delta + M),   s_M'(Delta) = s'(-M),
+// so the score is C^1 (value and slope continuous at -M, no dead zone), its
+// slope is bounded by e^M (forward KL) or e^((1-a) M) (alpha), and the loss
+// grows at most linearly in Delta. Above -M the score is exact, so in the
+// normal range results equal the unclamped formulas. The reverse-KL and JS
+// scores have slopes in (0, 1] and are never clamped.
+// M = 10 bounds the score slope at e^10 ~ 2.2e4 times DPO's; the largest
+// accepted M, 80, keeps e^M (5.5e34) and the per-token gradients inside
+// float range (FLT_MAX ~ e^88.7) for beta and 1/P factors up to ~1e3.
+inline constexpr double kDefaultMaxLogRatio = 10.0;
+inline constexpr double kMaxLogRatioLimit = 80.0;
+
 struct PrefOptions {
   PrefLoss loss = PrefLoss::kSigmoid;
   FDivergence div = FDivergence::kReverseKL;
   double beta = 0.1;
   double robust_eps = 0.1;  // label-noise rate for kRobust, in [0, 0.5)
   double alpha = 0.5;       // a in (0, 1) for kAlpha
+  double max_log_ratio = kDefaultMaxLogRatio;  // M above, in (0, kMaxLogRatioLimit]
 };
 
 // One preference pair: summed completion log-probs under policy and reference,
@@ -193,13 +214,25 @@ struct PrefResult {
   double margin = 0;           // reward_chosen - reward_rejected
   double accuracy = 0;         // fraction of pairs with delta = s_w - s_l > 0
   double chosen_logratio = 0;  // mean Delta_w; < 0 with growing margin = likelihood displacement
+  // Fraction of the 2P completions (chosen and rejected) whose log-ratio lay
+  // below -max_log_ratio, i.e. whose score used the linear continuation.
+  double clamped_frac = 0;
 };
 
 Result<PrefResult> preference_loss(std::span<const PrefPair> pairs, const PrefOptions& opt);
 
-// f-divergence score s(Delta) and s'(Delta), exponents clamped at +-80.
-double fdiv_score(FDivergence f, double delta, double alpha);
-double fdiv_score_grad(FDivergence f, double delta, double alpha);
+// f-divergence score s(Delta) and s'(Delta) computed from the log-ratio
+// Delta, with the linear continuation below -max_log_ratio described above
+// (clamped = true when Delta < -max_log_ratio and the score is exponential).
+struct FdivScore {
+  double s = 0, ds = 0;
+  bool clamped = false;
+};
+FdivScore fdiv_score_at(FDivergence f, double delta, double alpha,
+                        double max_log_ratio = kDefaultMaxLogRatio);
+double fdiv_score(FDivergence f, double delta, double alpha, double max_log_ratio = kDefaultMaxLogRatio);
+double fdiv_score_grad(FDivergence f, double delta, double alpha,
+                       double max_log_ratio = kDefaultMaxLogRatio);
 
 // ---------------------------------------------------------------------------
 // Unlearning objectives on per-sequence forget log-likelihoods.

@@ -6,12 +6,13 @@
 //   aupr              = sklearn auc(recall, precision) over precision_recall_curve
 //   average_precision = sklearn average_precision_score
 //   fpr_at_tpr        = np.interp(0.95, tpr, fpr) over sklearn roc_curve
-//   spearman          = scipy.stats.spearmanr (average ranks, t-approx p)
+//   spearman          = scipy.stats.spearmanr (average ranks, t-approx p, alternative=)
 //   ks_2samp          = scipy.stats.ks_2samp, two-sided, mode 'auto'
 // Labels: 1 = positive class, 0 = negative; higher scores mean "more positive".
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "assay/status.h"
@@ -50,25 +51,55 @@ std::vector<double> average_ranks(const std::vector<double>& x);
 // Pearson correlation; NaN when either vector is constant.
 double pearson(const std::vector<double>& x, const std::vector<double>& y);
 
+// The alternative hypothesis of a rank-correlation test, named for rho as
+// scipy.stats.spearmanr(x, y, alternative=...) names it: kLess (rho < 0),
+// kGreater (rho > 0), kTwoSided (rho != 0).
+enum class Alternative { kLess, kGreater, kTwoSided };
+// "less", "greater", "two-sided"; anything else is InvalidArgument.
+Result<Alternative> parse_alternative(const std::string& s);
+const char* to_string(Alternative a);
+
 struct SpearmanResult {
   double rho = 0;       // Pearson on average ranks
-  double p_value = 1;   // two-sided, t approximation with n-2 dof (as scipy)
+  double p_value = 1;   // t approximation with n-2 dof (as scipy), under `alternative`
   int64_t n = 0;
 };
-Result<SpearmanResult> spearman(const std::vector<double>& x, const std::vector<double>& y);
+// p under the alternative: t = r sqrt((n-2) / ((1+r)(1-r))); two-sided
+// 2 sf(|t|), less cdf(t) = sf(-t), greater sf(t) (sf of Student t, n-2 dof).
+Result<SpearmanResult> spearman(const std::vector<double>& x, const std::vector<double>& y,
+                                Alternative alternative = Alternative::kTwoSided);
 
-// Exact permutation test of a negative association between `order` and `d`:
-// phi = -spearman(order, d); p = (1 + #{phi_perm >= phi_obs}) / (T + 1), where
-// each of the T permutations shuffles `order` with a generator seeded by `seed`.
+// Monte Carlo permutation test of the association between `order` and `d`.
+// The statistic phi follows the alternative: -rho (less: later examples have
+// the lower d), rho (greater), |rho| (two-sided). p = (1 + #{phi_perm >=
+// phi_obs}) / (T + 1), where each of the T permutations shuffles `order`
+// with a generator seeded by `seed` (the same shuffles for every alternative).
+// The smallest p it can report is floor = 1 / (T + 1): reached when the
+// observed statistic beats every permutation (n_ge == 0); the true p may be
+// far smaller (see spearman_exact_p, and the t approximation).
 struct PermutationResult {
   double phi_obs = 0;
   double p_value = 1;
+  double floor = 1;  // 1 / (T + 1)
   int64_t permutations = 0;
   int64_t n_ge = 0;  // #{phi_perm >= phi_obs}
+  Alternative alternative = Alternative::kLess;
 };
 Result<PermutationResult> spearman_permutation_test(const std::vector<double>& order,
                                                     const std::vector<double>& d,
-                                                    int64_t permutations, uint64_t seed);
+                                                    int64_t permutations, uint64_t seed,
+                                                    Alternative alternative = Alternative::kLess);
+
+// Exact permutation p of the same statistic: the share of ALL n! orderings of
+// `order` (its distinct arrangements when ranks tie, each standing for the
+// same number of orderings) whose phi is >= phi_obs; the observed ordering
+// counts, so p >= 1 / n!. Enumeration costs n! / (tie multiplicities) Pearson
+// sums: allowed for n <= kMaxExactSpearmanN (10! = 3,628,800), else
+// InvalidArgument. Equals scipy.stats.permutation_test(..., permutation_type=
+// 'pairings', n_resamples=inf) on the Spearman statistic.
+inline constexpr int64_t kMaxExactSpearmanN = 10;
+Result<double> spearman_exact_p(const std::vector<double>& order, const std::vector<double>& d,
+                                Alternative alternative);
 
 // ---- distributions --------------------------------------------------------
 

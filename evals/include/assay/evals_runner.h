@@ -46,6 +46,8 @@ struct EvalOptions {
   std::vector<std::string> data;
   int64_t permutations = 0;
   double alpha = 0;
+  int64_t window = -1;      // last K examples by last position; 0 = all; -1 = the spec's
+  std::string alternative;  // less | greater | two-sided; empty = the spec's
   // unlearning.
   std::string forget, retain, holdout, retain_model, perturbed;
   // Environment of an eval run under a worker (read by the CLI).

@@ -83,18 +83,32 @@ struct ProvenanceExample {
   double nll_ref = 0;   // same under the independent reference model
 };
 
+// The p-values follow one alternative hypothesis, named for rho as scipy's
+// spearmanr names it (evals_metrics.h Alternative). The paper's is kLess: the
+// model derived from Alice's run has relatively lower NLL on the examples it
+// saw last, so rho < 0 (phi = -rho is the permutation statistic).
 struct ProvenanceResult {
   int64_t n = 0;
   double rho = 0;            // Spearman(order, nll_test - nll_ref); expected negative
-  double p_t = 1;            // two-sided t approximation (scipy spearmanr)
-  double p_perm = 1;         // (1 + #{phi_perm >= phi_obs}) / (T + 1), phi = -rho
+  Alternative alternative = Alternative::kLess;
+  double p_t = 1;            // t approximation (scipy spearmanr(..., alternative=))
+  double p_perm = 1;         // (1 + #{phi_perm >= phi_obs}) / (T + 1)
+  double p_perm_floor = 1;   // 1 / (T + 1): the smallest p_perm T permutations can give
+  std::optional<double> p_exact;  // exact permutation p, n <= kMaxExactSpearmanN only
+  // The p of the verdict: p_exact when there is one; else p_perm when some
+  // permutation reached phi_obs; else (p_perm is at its floor, the true p is
+  // below it) min(p_perm_floor, p_t).
+  double p_value = 1;
   int64_t permutations = 0;
   double alpha = 0.01;
-  bool derived = false;      // p_perm <= alpha (Bob's model descends from Alice's run)
+  bool derived = false;      // p_value <= alpha (Bob's model descends from Alice's run)
+  // spearman_rho (filter "none"); p_t, p_perm, p_perm_floor, [p_exact],
+  // p_value, derived with the alternative as filter ("less", ...).
   std::vector<ResultRow> rows;
 };
 Result<ProvenanceResult> provenance_test(const std::vector<ProvenanceExample>& examples,
-                                         int64_t permutations, uint64_t seed, double alpha);
+                                         int64_t permutations, uint64_t seed, double alpha,
+                                         Alternative alternative = Alternative::kLess);
 
 // Reads a transcript: JSONL lines with `id_field` (string or number) and a
 // numeric `order_field`, e.g. {"example_id": "a17", "order": 3}.

@@ -31,13 +31,18 @@ struct ProvenanceSuiteOptions {
   int64_t permutations = 1000;
   uint64_t seed = 0;
   double alpha = 0.01;
-  int64_t limit = 0;  // > 0: only the first `limit` examples by last position
+  // > 0: only the last `window` examples by last position (the end of
+  // training, where the paper finds the order signal concentrated); 0 = all.
+  int64_t window = 0;
+  int64_t limit = 0;  // > 0: then only the first `limit` of those examples
+  Alternative alternative = Alternative::kLess;  // of p_t, p_perm and p_exact alike
 };
 // Each transcript example is placed at its LAST position (a later epoch
 // counts where it was seen last); tied positions (one batch per step) keep
 // their tie and share their average rank in the Spearman rho and in the
-// permutation test (scipy.stats.rankdata 'average'). Every transcript id
-// must be among `items`.
+// permutation test (scipy.stats.rankdata 'average'). The window is cut from
+// the examples sorted by (last position, id), so a tie at its edge is split
+// by id. Only the examples kept must be among `items`.
 Result<ProvenanceResult> run_provenance_suite(
     Backend& test, Backend& reference, const std::vector<std::pair<std::string, double>>& transcript,
     const std::vector<TextItem>& items, const ProvenanceSuiteOptions& opts,

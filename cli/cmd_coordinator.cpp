@@ -7,6 +7,8 @@
 #include <iostream>
 
 #include "assay/coordinator.h"
+#include "assay/coordinator_routes.h"
+#include "assay/ui_http.h"
 #include "registry.h"
 
 namespace {
@@ -88,12 +90,16 @@ int serve(const CoordOpts& o) {
   opts.max_body_bytes = o.max_body_mb << 20;
   opts.query_time_budget_s = o.query_time_budget;
   opts.query_max_rows = o.query_max_rows;
+  co::set_route_hook(assay::ui::coordinator_hook());  // the dashboard at /ui/
   auto coord = co::Coordinator::open(opts);
   if (!coord.ok()) return fail(coord.status().message());
   std::string port_file = o.port_file;
   so.on_listening = [&](int port) {
     std::cout << "assay coordinator: listening on http://" << so.host << ":" << port
               << " (db " << o.db << ")" << std::endl;
+    // The token rides in the fragment, which browsers never send to a server.
+    std::cout << "assay coordinator: dashboard at http://" << so.host << ":" << port
+              << "/ui/#token=" << *user << std::endl;
     if (!port_file.empty()) {
       std::string tmp = port_file + ".tmp";
       std::ofstream(tmp) << port << "\n";

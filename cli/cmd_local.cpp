@@ -15,8 +15,10 @@
 
 #include "assay/coord_client.h"
 #include "assay/coordinator.h"
+#include "assay/coordinator_routes.h"
 #include "assay/specs.h"
 #include "assay/store.h"
+#include "assay/ui_http.h"
 #include "assay/worker.h"
 #include "client.h"
 #include "registry.h"
@@ -36,6 +38,7 @@ struct LocalOpts {
   std::string gpus;        // override, as for `assay worker --gpus`
   int cpus = 0;            // 0: one slot per core
   double lease_ttl = 30;
+  bool ui = false;         // serve the dashboard at /ui/ while the sweep runs
 };
 
 int fail(const std::string& m) {
@@ -115,6 +118,7 @@ int run_local(const LocalOpts& o) {
   copts.user_token = tokens->first;
   copts.worker_token = tokens->second;
   copts.lease_ttl_s = o.lease_ttl;
+  if (o.ui) co::set_route_hook(assay::ui::coordinator_hook());
   auto coord = co::Coordinator::open(copts);
   if (!coord.ok()) return fail(coord.status().message());
 
@@ -162,6 +166,9 @@ int run_local(const LocalOpts& o) {
 
   std::cout << "assay local: coordinator " << url << ", worker with " << wc.gpus.size()
             << " GPU(s) and " << wc.cpus << " CPU slot(s); database " << o.db << "\n";
+  if (o.ui)
+    std::cout << "assay local: dashboard at " << url << "/ui/#token=" << tokens->first
+              << " (until the sweep ends)" << std::endl;
   int rc = 0;
   co::HttpClient client(*co::parse_coordinator_url(url), tokens->first);
   auto doc = assay::schemas::load_json_file(o.spec);
@@ -205,6 +212,7 @@ void add_local(CLI::App& app) {
   l->add_option("--cpus", o->cpus, "CPU slots for CPU-only runs (default: one per core)");
   l->add_option("--lease-ttl", o->lease_ttl, "Seconds a run's lease lasts without a heartbeat")
       ->capture_default_str();
+  l->add_flag("--ui", o->ui, "Serve the web dashboard while the sweep runs (the URL is printed)");
   l->footer(
       "\nThe same sweep file works unchanged with `assay submit` against a shared coordinator.\n"
       "Re-running the same sweep resumes it: finished runs are kept, nothing is redone.\n\n"

@@ -395,11 +395,15 @@ void add_cancel_retry(CLI::App& app) {
   auto* rs = app.add_subcommand("retry", "Queue a failed or cancelled run again (attempt + 1)");
   rs->add_option("run", r->id, "Run id")->required();
   add_conn_flags(rs, rc);
-  rs->footer("\nExample:\n  assay retry 42");
-  rs->callback([r, rc] {
+  auto resume = std::make_shared<bool>(false);
+  rs->add_flag("--resume", *resume,
+               "Start from the run's last reported checkpoint (ASSAY_RESUME_FROM) instead of over");
+  rs->footer("\nExamples:\n  assay retry 42\n  assay retry 42 --resume");
+  rs->callback([r, rc, resume] {
     auto cl = connect(*rc);
     if (!cl.ok()) return assay::cli::set_exit_code(fail("retry", cl.status()));
-    auto res = (*cl)->call("POST", "/v1/runs/" + std::to_string(r->id) + "/retry");
+    const nlohmann::json body = {{"resume", *resume}};
+    auto res = (*cl)->call("POST", "/v1/runs/" + std::to_string(r->id) + "/retry", &body);
     if (!res.ok()) return assay::cli::set_exit_code(fail("retry", res.status()));
     std::cout << "run " << r->id << ": queued as attempt " << (*res)["run"]["attempt"] << "\n";
   });

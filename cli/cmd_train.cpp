@@ -1,5 +1,7 @@
 // assay train RECIPE --config FILE.json [--device D]: run a training recipe on the native engine.
 // assay train merge --base CKPT --adapter DIR --out DIR: fold a PEFT LoRA adapter into a checkpoint.
+#include <stdlib.h>
+
 #include <csignal>
 #include <iostream>
 #include <memory>
@@ -47,6 +49,7 @@ void add_train(CLI::App& app) {
   auto out_dir = std::make_shared<std::string>();
   auto sets = std::make_shared<std::vector<std::string>>();
   auto device = std::make_shared<std::string>();
+  auto resume = std::make_shared<std::string>();
   // Not ->required(): `assay train merge` runs without them (checked in the callback).
   t->add_option("recipe", *recipe, "pretrain | sft | distill | align | unlearn (required)")
       ->check(CLI::IsMember(assay::train::recipe_names()));
@@ -57,6 +60,10 @@ void add_train(CLI::App& app) {
                 "else a string); repeatable, e.g. --set objective.type=rkl --set lr=3e-4")
       ->expected(1)
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  t->add_option("--resume", *resume,
+                "Resume from this checkpoint directory (ckpt-N/ of an earlier run of the same config): "
+                "weights, AdamW state, step, LR schedule, data order and transcript; the same as "
+                "env ASSAY_RESUME_FROM, which a worker sets for a requeued run");
   t->add_option("--device", *device,
                 "auto (default: cuda:0 when a GPU is visible, else cpu) | cpu | cuda | cuda:N.\n"
                 "Same as --set device=.... On CUDA, pretrain/sft and distill fkl/rkl losses run on the\n"
@@ -87,7 +94,7 @@ void add_train(CLI::App& app) {
       "  assay train merge --base demo/runs/facts/final --adapter demo/runs/unlearn_loku/final/adapter \\\n"
       "      --out demo/runs/unlearn_loku/merged\n");
   auto* merge = add_train_merge(*t);
-  t->callback([merge, recipe, config, out_dir, sets, device] {
+  t->callback([merge, recipe, config, out_dir, sets, device, resume] {
     if (merge->parsed()) return;
     if (recipe->empty() || config->empty()) {
       std::cerr << "assay train: " << (recipe->empty() ? "RECIPE" : "--config")
@@ -105,10 +112,16 @@ void add_train(CLI::App& app) {
     if (env->metrics_fd >= 0) std::signal(SIGPIPE, SIG_IGN);
     std::vector<std::string> overrides = *sets;
     if (!device->empty()) overrides.push_back("device=" + *device);
+    // The engine reads the resume point from the environment (as under a worker).
+    if (!resume->empty()) ::setenv("ASSAY_RESUME_FROM", resume->c_str(), 1);
     auto r = assay::train::run_recipe(*recipe, *config, *env, overrides);
     if (!r.ok()) {
       std::cerr << "assay train: " << r.status().message() << "\n";
-      return set_exit_code(1);
+      // Stopped on SIGUSR1 / ASSAY_PREEMPT_FILE after writing a checkpoint:
+      // exit 75 (EX_TEMPFAIL; engine/src/train_internal.h kPreemptedExitCode).
+      const bool preempted = r.status().code() == assay::Code::kUnavailable &&
+                             r.status().message().find("preempted at step") != std::string::npos;
+      return set_exit_code(preempted ? 75 : 1);
     }
     std::cout << "[" << *recipe << "] done: " << r->steps << " steps, loss " << r->first_loss << " -> "
               << r->last_loss << ", final checkpoint " << r->checkpoints.back() << "\n";

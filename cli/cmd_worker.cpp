@@ -27,14 +27,20 @@ struct WorkerOpts {
   std::string spool_dir;
   double kill_grace = 10;
   double lease_wait = 5;
+  double preempt_grace = 30;
 };
 
 std::atomic<bool> g_stop{false};
 std::atomic<bool> g_abort{false};
+std::atomic<bool> g_preempt{false};
 
-// First SIGINT/SIGTERM: drain; second: abandon the runs.
-void on_signal(int) {
-  if (g_stop.exchange(true)) g_abort = true;
+// SIGTERM (what SLURM sends before preempting or at a time limit): preempt;
+// SIGINT: drain (finish running runs); a second signal of either: abandon.
+void on_sigterm(int) {
+  if (g_preempt.exchange(true) || g_stop) g_abort = true;
+}
+void on_sigint(int) {
+  if (g_stop.exchange(true) || g_preempt) g_abort = true;
 }
 
 std::string host_name() {
@@ -79,14 +85,16 @@ int run(const WorkerOpts& o) {
   cfg.spool_dir = o.spool_dir;
   cfg.kill_grace = std::chrono::milliseconds(static_cast<int64_t>(o.kill_grace * 1000));
   cfg.lease_wait_s = o.lease_wait;
+  cfg.preempt_grace = std::chrono::milliseconds(static_cast<int64_t>(o.preempt_grace * 1000));
 
   struct sigaction sa {};
-  sa.sa_handler = on_signal;
   sigemptyset(&sa.sa_mask);
+  sa.sa_handler = on_sigint;
   sigaction(SIGINT, &sa, nullptr);
+  sa.sa_handler = on_sigterm;
   sigaction(SIGTERM, &sa, nullptr);
   signal(SIGPIPE, SIG_IGN);
-  auto st = wk::run_worker(cfg, g_stop, g_abort, std::cerr);
+  auto st = wk::run_worker(cfg, g_stop, g_abort, g_preempt, std::cerr);
   if (!st.ok()) return fail(st.message());
   return 0;
 }
@@ -124,13 +132,21 @@ void add_worker(CLI::App& app) {
   w->add_option("--lease-wait", o->lease_wait, "Long-poll seconds of one lease request")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 25.0));
+  w->add_option("--preempt-grace", o->preempt_grace,
+                "Seconds runs get to checkpoint after SIGTERM before they are stopped and "
+                "reported preempted")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 3600.0));
   w->footer(
       "\nEach run starts as its own process group via /bin/sh -c with CUDA_VISIBLE_DEVICES set to\n"
       "its GPUs (empty for CPU-only runs), ASSAY_RUN_ID, ASSAY_PARAMS (JSON), ASSAY_OUTPUT_DIR and\n"
       "ASSAY_METRICS_FD. A run reports by writing JSON lines to that descriptor:\n"
       "  {\"step\": 10, \"metrics\": {\"loss\": 1.23}}     {\"checkpoint\": \"ckpt/10\", \"step\": 10}\n"
       "Reports are spooled on disk while the coordinator is unreachable and resent in order.\n"
-      "SIGINT/SIGTERM once: finish running runs and deliver, then exit; twice: exit now.\n\n"
+      "SIGTERM: preempt - lease nothing more, send each run SIGUSR1 and create its\n"
+      "ASSAY_PREEMPT_FILE, wait up to --preempt-grace for it to checkpoint and exit, deliver, and\n"
+      "report it preempted (it is requeued and resumes from its last checkpoint via\n"
+      "ASSAY_RESUME_FROM). SIGINT: finish running runs and deliver, then exit. Twice: exit now.\n\n"
       "Examples:\n"
       "  assay worker --coordinator http://gpu-head:8470 --token-file ~/assay/worker.token\n"
       "  assay worker --coordinator http://127.0.0.1:8470 --token-file worker.token \\\n"

@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "assay/coordinator_routes.h"
 #include "assay/json_limits.h"
 #include "assay/version.h"
 #include "core_internal.h"
@@ -169,16 +170,20 @@ Status Coordinator::Impl::lose_lease(int64_t run_id, const std::string& why) {
   t.expect_from = r.state;
   t.actor = "coordinator";
   bool cancel = cancel_requested.count(run_id) != 0;
+  // Preempted attempts do not count against max_attempts (migration 0006).
+  ASSAY_ASSIGN_OR_RETURN(int preempted, db->preemptions(run_id));
   if (cancel) {
     t.to = store::RunState::kCancelled;
     t.failure_reason = store::FailureReason::kCancelled;
     t.failure_detail = "cancelled by user; worker lost (" + why + ")";
     t.detail = t.failure_detail;
-  } else if (r.attempt >= r.max_attempts) {
+  } else if (r.attempt - preempted >= r.max_attempts) {
     t.to = store::RunState::kFailed;
     t.failure_reason = store::FailureReason::kLostWorker;
-    t.failure_detail = why + "; attempt " + std::to_string(r.attempt) + " of " +
-                       std::to_string(r.max_attempts) + ", no attempts left";
+    t.failure_detail = why + "; attempt " + std::to_string(r.attempt - preempted) + " of " +
+                       std::to_string(r.max_attempts) + ", no attempts left" +
+                       (preempted ? " (" + std::to_string(preempted) + " preemption(s) not counted)"
+                                  : std::string());
     t.detail = t.failure_detail;
   } else {
     t.to = store::RunState::kQueued;
@@ -188,6 +193,8 @@ Status Coordinator::Impl::lose_lease(int64_t run_id, const std::string& why) {
   ASSAY_RETURN_IF_ERROR(db->transaction([&]() -> Status {
     ASSAY_RETURN_IF_ERROR(db->transition(t));
     if (cancel) ASSAY_RETURN_IF_ERROR(db->clear_cancel_request(run_id));
+    // The next attempt resumes from the last checkpoint, if any (v1.9).
+    if (t.to == store::RunState::kQueued) ASSAY_RETURN_IF_ERROR(db->set_resume(run_id, true));
     return Status::Ok();
   }));
   // Resources are freed only once the database agrees, so a failed write
@@ -382,7 +389,29 @@ Role role_of(const Options& o, const std::string& authorization) {
 
 }  // namespace
 
+// POST /v1/runs/{id}/retry, body optional: {"resume": true} (v1.9) makes the
+// new attempt start from the run's last reported checkpoint; without it the
+// retry starts over, even after an earlier preemption.
+static Response retry_with_resume(Coordinator::Impl& c, int64_t id, const Json& body) {
+  auto resume = get_bool(body, "resume", false);
+  if (!resume.ok()) return error_response(400, "bad_request", resume.status().message());
+  Response resp = c.h_retry(id);
+  if (resp.status != 200) return resp;
+  Status st = c.db->transaction([&]() -> Status {
+    ASSAY_RETURN_IF_ERROR(c.db->set_resume(id, *resume));
+    if (!*resume) return Status::Ok();
+    ASSAY_ASSIGN_OR_RETURN(auto ck, c.db->resume_point(id));
+    return c.db->add_event(id, "user", "resume_requested",
+                           ck ? "the retry resumes from the checkpoint at step " +
+                                    std::to_string(*ck->step) + ": " + ck->path
+                              : std::string("no checkpoint reported: the retry starts over"));
+  });
+  if (!st.ok()) return status_response(st);
+  return resp;
+}
+
 Response Coordinator::Impl::route(const Request& req) {
+  if (auto hooked = run_route_hook(req, opts)) return std::move(*hooked);  // e.g. the dashboard
   auto tr = parse_target(req.target);
   if (!tr.ok()) return error_response(400, "bad_request", tr.status().message());
   const Target& t = *tr;
@@ -498,7 +527,8 @@ Response Coordinator::Impl::route(const Request& req) {
       const std::string& op = s[3];
       if (op == "cancel" || op == "retry") {
         if (auto e = method("POST")) return *e;
-        return op == "cancel" ? h_cancel(*id) : h_retry(*id);
+        if (op == "cancel") return h_cancel(*id);
+        return retry_with_resume(*this, *id, body);
       }
       if (op == "logs" || op == "metrics") {
         if (auto e = method("GET")) return *e;

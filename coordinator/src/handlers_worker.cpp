@@ -63,6 +63,40 @@ Result<std::string> worker_id_of(const Json& body) {
   return id;
 }
 
+// A preempted attempt (v1.9): back to queued as attempt + 1 without using up
+// an attempt (runs.preemptions counts it; max_attempts limits attempt -
+// preemptions), marked to resume from its last checkpoint. The audit log
+// gets the state change and a `preempted` event saying why.
+Response requeue_preempted(Coordinator::Impl& c, const store::Run& r, const std::string& worker,
+                           const std::string& why) {
+  store::Transition tr;
+  tr.run_id = r.id;
+  tr.actor = "worker:" + worker;
+  tr.expect_from = r.state;
+  tr.to = store::RunState::kQueued;
+  tr.bump_attempt = true;
+  tr.detail = why + "; requeued as attempt " + std::to_string(r.attempt + 1) +
+              " (a preemption does not count against max_attempts)";
+  Status st = c.db->transaction([&]() -> Status {
+    ASSAY_RETURN_IF_ERROR(c.db->transition(tr));
+    ASSAY_RETURN_IF_ERROR(c.db->note_preempted(r.id));
+    ASSAY_RETURN_IF_ERROR(c.db->set_resume(r.id, true));
+    ASSAY_ASSIGN_OR_RETURN(auto ck, c.db->resume_point(r.id));
+    return c.db->add_event(r.id, tr.actor, "preempted",
+                           "attempt " + std::to_string(r.attempt) + " on worker " + worker + " " +
+                               why + "; " +
+                               (ck ? "the next attempt resumes from step " +
+                                         std::to_string(*ck->step) + " (" + ck->path + ")"
+                                   : std::string("no checkpoint reported: the next attempt starts over")));
+  });
+  if (!st.ok()) return status_response(st);
+  c.sched.release(r.id);
+  c.lease_granted_at.erase(r.id);
+  auto again = c.db->get_run(r.id);
+  if (again.ok()) c.sched.enqueue(c.needs_of(*again));
+  return json_response(200, {{"state", "queued"}, {"failure_reason", nullptr}, {"preempted", true}});
+}
+
 }  // namespace
 
 Response Coordinator::Impl::h_register(const Json& body) {
@@ -304,7 +338,11 @@ Response Coordinator::Impl::h_lease(const Json& body, bool wait_expired) {
       for (auto& g : w->gpus)
         if (g.index == gi) uuids.push_back(g.uuid);
     Json rj = run_json(r);
+    Json resume = nullptr;
+    if (auto rp = db->resume_point(r.id); rp.ok() && *rp)
+      resume = {{"path", (*rp)->path}, {"step", *(*rp)->step}, {"content_hash", (*rp)->content_hash}};
     out.push_back({{"run_id", r.id},
+                   {"resume_from", resume},
                    {"attempt", r.attempt},
                    {"name", r.name},
                    {"sweep", rj["sweep"]},
@@ -324,6 +362,20 @@ Response Coordinator::Impl::h_started(int64_t run_id, const Json& body) {
   TRY_FIELD(std::string id, worker_id_of(body));
   TRY_FIELD(int64_t attempt, get_int(body, "attempt"));
   TRY_FIELD(int64_t pid, get_int(body, "pid", 0));
+  // v1.9: the checkpoint this attempt started from (ASSAY_RESUME_FROM).
+  std::optional<int64_t> resumed_step;
+  std::string resumed_path;
+  if (body.contains("resumed_from") && !body["resumed_from"].is_null()) {
+    const Json& rf = body["resumed_from"];
+    if (!rf.is_object())
+      return bad(Status::Invalid("field 'resumed_from': expected an object {step, path}, got " +
+                                 dump_json(rf)));
+    TRY_FIELD(resumed_step, get_int(rf, "step"));
+    TRY_FIELD(resumed_path, get_string(rf, "path"));
+    if (*resumed_step < 0)
+      return bad(Status::Invalid("field 'resumed_from.step': expected >= 0, got " +
+                                 std::to_string(*resumed_step)));
+  }
   Response err;
   auto r = worker_run(run_id, id, attempt, false, &err);
   if (!r) return err;
@@ -335,7 +387,18 @@ Response Coordinator::Impl::h_started(int64_t run_id, const Json& body) {
     tr.actor = "worker:" + id;
     tr.worker_id = id;
     tr.detail = "started, pid " + std::to_string(pid);
-    Status st = db->transition(tr);
+    Status st = db->transaction([&]() -> Status {
+      ASSAY_RETURN_IF_ERROR(db->transition(tr));
+      if (resumed_step) {
+        ASSAY_RETURN_IF_ERROR(db->put_resume(run_id, static_cast<int>(attempt), *resumed_step,
+                                             resumed_path));
+        ASSAY_RETURN_IF_ERROR(db->add_event(run_id, tr.actor, "resumed",
+                                            "attempt " + std::to_string(attempt) +
+                                                " resumes from the checkpoint at step " +
+                                                std::to_string(*resumed_step) + ": " + resumed_path));
+      }
+      return Status::Ok();
+    });
     if (!st.ok()) return status_response(st);
   }
   sched.renew(id, now() + ttl());
@@ -348,6 +411,7 @@ Response Coordinator::Impl::h_finished(int64_t run_id, const Json& body) {
   TRY_FIELD(bool oom_killed, get_bool(body, "oom_killed", false));
   TRY_FIELD(bool timed_out, get_bool(body, "timed_out", false));
   TRY_FIELD(bool cancelled, get_bool(body, "cancelled", false));
+  TRY_FIELD(bool preempted, get_bool(body, "preempted", false));
   TRY_FIELD(std::string spawn_error, get_string(body, "spawn_error", std::string()));
   TRY_FIELD(std::string tail, get_string(body, "log_tail", std::string()));
   TRY_FIELD(int64_t malformed, get_int(body, "malformed_metric_lines", 0));
@@ -367,6 +431,7 @@ Response Coordinator::Impl::h_finished(int64_t run_id, const Json& body) {
   rep.oom_killed = oom_killed;
   rep.timed_out = timed_out;
   rep.cancelled = cancelled;
+  rep.preempted = preempted;
   rep.spawn_error = spawn_error;
   if (body.contains("exit_code") && !body["exit_code"].is_null()) {
     TRY_FIELD(rep.exit_code, get_int(body, "exit_code"));
@@ -375,7 +440,7 @@ Response Coordinator::Impl::h_finished(int64_t run_id, const Json& body) {
     TRY_FIELD(rep.signal, get_int(body, "signal"));
   }
   if (!rep.exit_code && !rep.signal && spawn_error.empty() && !cancelled && !timed_out &&
-      !oom_killed)
+      !oom_killed && !preempted)
     return bad(Status::Invalid("finished report needs exit_code, signal or spawn_error"));
   // When the process exited, by the worker's clock (protocol v1.7); older
   // workers do not send it and the time of this report stands in.
@@ -406,6 +471,7 @@ Response Coordinator::Impl::h_finished(int64_t run_id, const Json& body) {
   rep.timeout_s = r->timeout_s;
   RunOutcome oc = classify_outcome(
       rep, [&] { return tail + "\n" + log_tail(run_id, r->attempt, 8192); });
+  if (oc.state == store::RunState::kQueued) return requeue_preempted(*this, *r, id, oc.detail);
   store::Transition tr;
   tr.run_id = run_id;
   tr.actor = "worker:" + id;

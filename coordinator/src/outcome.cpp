@@ -43,6 +43,16 @@ RunOutcome classify_outcome(const ExitReport& r, const std::function<std::string
   if (!r.spawn_error.empty()) return failed(F::kSpawnError, "could not start: " + r.spawn_error);
   if (r.cancelled || (r.cancel_pending && r.signal))
     return {store::RunState::kCancelled, F::kCancelled, "cancelled by user"};
+  // A preempted run that still completed (exit code 0) succeeded; any other
+  // end (the checkpoint-and-exit code, a signal, the kill at the grace) is a
+  // preemption, not a failure of the run.
+  if (r.preempted && !(r.exit_code && *r.exit_code == 0 && !r.signal)) {
+    std::string how = r.signal ? "killed by signal " + std::to_string(*r.signal) + " (" +
+                                     signal_name(*r.signal) + ")"
+                      : r.exit_code ? "exited with code " + std::to_string(*r.exit_code)
+                                    : "ended";
+    return {store::RunState::kQueued, std::nullopt, "preempted: " + how};
+  }
   if (r.timed_out)
     return failed(F::kTimeout, r.timeout_s ? "exceeded timeout of " +
                                                  std::to_string(static_cast<int64_t>(*r.timeout_s)) +

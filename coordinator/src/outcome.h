@@ -21,6 +21,7 @@ struct ExitReport {
   bool oom_killed = false;     // the host OOM killer ended it (worker's evidence)
   bool timed_out = false;      // the worker stopped it at its timeout
   bool cancelled = false;      // the worker stopped it on a cancel
+  bool preempted = false;      // the worker was preempted and asked it to checkpoint
   std::string spawn_error;     // non-empty: the process never started
   bool cancel_pending = false;          // a user asked to cancel the run
   std::optional<double> timeout_s;      // the run's timeout, for the detail
@@ -33,7 +34,8 @@ struct RunOutcome {
 };
 
 // Precedence: spawn error > cancelled (or killed by a signal while a cancel
-// was pending) > timeout > out of memory (host OOM killer, or a CUDA OOM line
+// was pending) > preempted (any end but exit code 0: state kQueued, no
+// reason; the caller requeues it without using up an attempt) > timeout > out of memory (host OOM killer, or a CUDA OOM line
 // in the log) > signal > non-zero exit code > success. `log_text` is called
 // only for a failed run that the host OOM killer did not end: it returns the
 // end of the run's output (report tail and stored logs).

@@ -70,6 +70,7 @@ Result<RunSummary> recipe_align(Cfg& root, const std::string& text, const RunEnv
     return make_batch(seqs, c.seq_len, run->tok->bos_id(), run->tok->eos_id(), /*mask_prompt=*/true);
   };
   Sampler sampler(pairs.size(), c.data_seed);
+  run->samplers = {&sampler};  // its position goes into checkpoints (resume)
   // Clamping is reported as the mean clamped fraction over the steps since
   // the previous metric line, so a clamp between log steps is not hidden.
   bool warned_clamp = false;

@@ -76,6 +76,7 @@ Result<RunSummary> recipe_distill(Cfg& root, const std::string& text, const RunE
   run->reporter->note(std::to_string(examples.size()) + " examples from " + join(d.train_path) + ", objective " +
                       d.type + ", teacher " + teacher->hash.substr(0, 12));
   Sampler sampler(examples.size(), c.data_seed);  // data order: data_seed, not the init seed
+  run->samplers = {&sampler};  // its position goes into checkpoints (resume)
   std::vector<float> dlogits;
   engine::GPT& tmodel = teacher->model;
 

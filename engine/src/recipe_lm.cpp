@@ -33,6 +33,7 @@ Result<RunSummary> recipe_lm(const std::string& recipe, Cfg& root, const std::st
   run->reporter->note(std::to_string(examples.size()) + " examples from " + join(train_path));
   const bool mask_prompt = recipe == "sft";
   Sampler sampler(examples.size(), c.data_seed);  // data order: data_seed, not the init seed
+  run->samplers = {&sampler};  // its position goes into checkpoints (resume)
   std::vector<float> dlogits;
 
   auto step_fn = [&](int64_t step) -> Result<StepOut> {

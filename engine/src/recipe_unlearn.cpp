@@ -94,6 +94,7 @@ Result<RunSummary> recipe_unlearn(Cfg& root, const std::string& text, const RunE
                       std::to_string(retain.size()) + " retain, " + std::to_string(holdout.size()) +
                       " holdout examples");
   Sampler fs(forget.size(), c.data_seed), rs(retain.empty() ? 1 : retain.size(), c.data_seed + 1);
+  run->samplers = {&fs, &rs};  // their positions go into checkpoints (resume)
   std::vector<std::optional<double>> ref_logp(forget.size());
   const int V = run->model.config().vocab_size;
   const int bos = run->tok->bos_id(), eos = run->tok->eos_id();

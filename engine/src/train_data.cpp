@@ -193,6 +193,20 @@ void Sampler::reshuffle() {
   pos_ = 0;
 }
 
+Status Sampler::restore(int64_t epoch, std::size_t pos) {
+  if (epoch < -1 || pos > n_)
+    return Status::Invalid("sampler state: epoch " + std::to_string(epoch) + ", position " +
+                           std::to_string(pos) + " out of range for " + std::to_string(n_) +
+                           " examples");
+  epoch_ = -1;
+  pos_ = 0;
+  if (epoch >= 0) {
+    while (epoch_ < epoch) reshuffle();  // reshuffle() advances epoch_ and rebuilds perm_
+    pos_ = pos;
+  }
+  return Status::Ok();
+}
+
 std::vector<std::size_t> Sampler::next(int k) {
   std::vector<std::size_t> out;
   out.reserve(static_cast<std::size_t>(k));

@@ -139,6 +139,11 @@ class Sampler {
  public:
   Sampler(std::size_t n, uint64_t seed);
   std::vector<std::size_t> next(int k);
+  // Position for checkpoints: the permutation is a function of (seed,
+  // epoch), so (epoch, pos) restores the data order exactly.
+  int64_t epoch() const { return epoch_; }
+  std::size_t pos() const { return pos_; }
+  Status restore(int64_t epoch, std::size_t pos);
 
  private:
   void reshuffle();
@@ -154,6 +159,11 @@ class Sampler {
 class Transcript {
  public:
   Status open(const std::string& path);
+  // Opens `path` holding `lines` (earlier lines of a resumed run) and goes on
+  // numbering from there.
+  Status open_continuing(const std::string& path, const std::vector<std::string>& lines);
+  int64_t lines() const { return order_; }
+  Status flush();
   void record(int64_t step, const std::string& example_id, const std::string& split = "");
   Status close();
 
@@ -197,7 +207,22 @@ struct Run {
   engine::cuda::Device device;
   std::unique_ptr<engine::cuda::CudaGPT> dev;
   std::vector<float> host_logits;  // policy_forward's copy on CUDA
+  // Data samplers whose positions go into each checkpoint's
+  // trainer_state.json (the recipe registers them before train_loop).
+  std::vector<Sampler*> samplers;
+  // The checkpoint this run resumes from (ASSAY_RESUME_FROM or --resume),
+  // "" for a fresh start; resume_step is its step.
+  std::string resume_from;
+  int64_t resume_step = 0;
+  Json resume_state;  // its trainer_state.json
 };
+
+// Exit code of `assay train` when it stopped on a preemption request
+// (SIGUSR1 or the file named by ASSAY_PREEMPT_FILE) after writing a
+// checkpoint (EX_TEMPFAIL: try again later).
+inline constexpr int kPreemptedExitCode = 75;
+// train_loop's error after such a stop starts with this text.
+inline constexpr const char* kPreemptedMessage = "preempted";
 
 // Loads the init checkpoint or builds a random model, creates the output
 // directory, opens the transcript, and places the model on cfg.device

@@ -1,9 +1,12 @@
 // The optimisation loop shared by all recipes, run setup, transcript and
 // metric reporting.
+#include <signal.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cmath>
+#include <csignal>
+#include <cstdlib>
 #include <cstdio>
 #include <filesystem>
 #include <iomanip>
@@ -31,6 +34,20 @@ void Transcript::record(int64_t step, const std::string& example_id, const std::
      << ",\"order\":" << order_++;
   if (!split.empty()) f_ << ",\"split\":" << Json(split).dump();
   f_ << "}\n";
+}
+
+Status Transcript::open_continuing(const std::string& path, const std::vector<std::string>& lines) {
+  ASSAY_RETURN_IF_ERROR(open(path));
+  for (const auto& l : lines) f_ << l << "\n";
+  order_ = static_cast<int64_t>(lines.size());
+  return flush();
+}
+
+Status Transcript::flush() {
+  if (!f_.is_open()) return Status::Ok();  // closed: already flushed
+  f_.flush();
+  if (!f_) return Status::IoError(path_ + ": transcript write failed");
+  return Status::Ok();
 }
 
 Status Transcript::close() {
@@ -103,6 +120,41 @@ void Reporter::note(const std::string& line) {
 
 namespace {
 
+// <ckpt>/trainer_state.json, checked: written by the same recipe, with the
+// fields train_loop restores.
+Result<Json> read_trainer_state(const std::string& dir, const std::string& recipe) {
+  const std::string path = (fs::path(dir) / "trainer_state.json").string();
+  std::ifstream f(path, std::ios::binary);
+  if (!f) return Status::NotFound("resume checkpoint " + path + ": cannot read (a checkpoint "
+                                  "written before resume support cannot be resumed)");
+  Json j = Json::parse(f, nullptr, false);
+  if (!j.is_object() || !j.contains("step") || !j["step"].is_number_integer() ||
+      !j.contains("samplers") || !j["samplers"].is_array() || !j.contains("transcript_lines") ||
+      !j["transcript_lines"].is_number_integer())
+    return Status::Corruption(path + ": expected an object with integer step, transcript_lines "
+                              "and an array samplers");
+  if (j.value("recipe", std::string()) != recipe)
+    return Status::Invalid(path + ": /recipe: written by '" + j.value("recipe", std::string()) +
+                           "', resuming '" + recipe + "'");
+  return j;
+}
+
+// The first `n` lines of the transcript beside the checkpoint (the run's
+// output directory), so that the resumed run's transcript continues it.
+Result<std::vector<std::string>> earlier_transcript(const std::string& ckpt, int64_t n) {
+  const std::string path = (fs::path(ckpt).parent_path() / "transcript.jsonl").string();
+  std::vector<std::string> lines;
+  if (n <= 0) return lines;
+  std::ifstream f(path, std::ios::binary);
+  if (!f) return Status::NotFound("resume: transcript " + path + ": cannot read");
+  std::string line;
+  while (static_cast<int64_t>(lines.size()) < n && std::getline(f, line)) lines.push_back(line);
+  if (static_cast<int64_t>(lines.size()) < n)
+    return Status::Corruption("resume: transcript " + path + ": " + std::to_string(lines.size()) +
+                              " lines, the checkpoint needs " + std::to_string(n));
+  return lines;
+}
+
 // The init checkpoint (model, tokenizer, hash as parent) or a random model.
 Result<engine::GPT> make_model(const CommonConfig& cfg, std::unique_ptr<engine::Tokenizer>& tok,
                                std::string& parent) {
@@ -165,6 +217,26 @@ Result<std::unique_ptr<Run>> start_run(const std::string& recipe, const CommonCo
   std::unique_ptr<engine::Tokenizer> tok;
   std::string parent;
   ASSAY_ASSIGN_OR_RETURN(engine::GPT model, make_model(cfg, tok, parent));
+  // Resume (ASSAY_RESUME_FROM, `assay train --resume DIR`): the checkpoint's
+  // weights replace the initial ones; optimizer, samplers and step follow in
+  // train_loop; the transcript continues below.
+  std::string resume_from;
+  Json resume_state;
+  std::vector<std::string> transcript_lines;
+  if (const char* r = std::getenv("ASSAY_RESUME_FROM"); r && *r) {
+    resume_from = r;
+    ASSAY_ASSIGN_OR_RETURN(resume_state, read_trainer_state(resume_from, recipe));
+    auto ck = engine::load_checkpoint(resume_from, engine::Mode::kTrain);
+    if (!ck.ok()) return ck.status().with_context("resume checkpoint " + resume_from);
+    if (ck->model.num_params() != model.num_params())
+      return Status::Invalid("resume checkpoint " + resume_from + ": holds " +
+                             std::to_string(ck->model.num_params()) + " parameters, the config's model " +
+                             std::to_string(model.num_params()));
+    model = std::move(ck->model);
+    parent = ck->hash;
+    ASSAY_ASSIGN_OR_RETURN(transcript_lines,
+                           earlier_transcript(resume_from, resume_state["transcript_lines"].get<int64_t>()));
+  }
   if (cfg.seq_len > model.config().n_positions)
     return Status::Invalid(cfg.source + ": /seq_len: must be <= the model's n_positions (" +
                            std::to_string(model.config().n_positions) + "), got " + std::to_string(cfg.seq_len));
@@ -182,7 +254,15 @@ Result<std::unique_ptr<Run>> start_run(const std::string& recipe, const CommonCo
     cf << config_text;
     if (!cf) return Status::IoError(out_dir + "/train_config.json: write failed");
   }
-  ASSAY_RETURN_IF_ERROR(run->transcript.open((fs::path(out_dir) / "transcript.jsonl").string()));
+  const std::string transcript_path = (fs::path(out_dir) / "transcript.jsonl").string();
+  if (resume_from.empty()) {
+    ASSAY_RETURN_IF_ERROR(run->transcript.open(transcript_path));
+  } else {
+    ASSAY_RETURN_IF_ERROR(run->transcript.open_continuing(transcript_path, transcript_lines));
+    run->resume_from = resume_from;
+    run->resume_step = resume_state["step"].get<int64_t>();
+    run->resume_state = resume_state;
+  }
   run->reporter = std::make_unique<Reporter>(env, recipe, cfg.steps);
   ASSAY_RETURN_IF_ERROR(place_model(*run));
   return run;
@@ -223,7 +303,26 @@ std::string step_dir(int64_t step) {
   return s.str();
 }
 
-Result<std::string> write_checkpoint(Run& run, RunSummary& sum, int64_t step, const std::string& name) {
+// Beside the weights, what resuming needs: optimizer.bin (AdamW moments and
+// step count; CPU engine) and trainer_state.json (step, sampler positions,
+// transcript length). Neither is part of the checkpoint's hash.
+Status write_trainer_state(Run& run, const engine::AdamW* opt, int64_t step, const std::string& dir) {
+  if (opt) ASSAY_RETURN_IF_ERROR(opt->save((fs::path(dir) / "optimizer.bin").string()));
+  ASSAY_RETURN_IF_ERROR(run.transcript.flush());
+  Json samplers = Json::array();
+  for (const Sampler* sp : run.samplers) samplers.push_back({sp->epoch(), sp->pos()});
+  Json st = {{"format", 1}, {"recipe", run.recipe}, {"step", step}, {"samplers", samplers},
+             {"transcript_lines", run.transcript.lines()}, {"optimizer", opt != nullptr},
+             {"config_sha256", run.config_sha256}};
+  const std::string path = (fs::path(dir) / "trainer_state.json").string();
+  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  f << st.dump(1) << "\n";
+  if (!f) return Status::IoError(path + ": write failed");
+  return Status::Ok();
+}
+
+Result<std::string> write_checkpoint(Run& run, RunSummary& sum, int64_t step, const std::string& name,
+                                     const engine::AdamW* opt = nullptr) {
   std::error_code ec;
   const fs::path abs = fs::absolute(fs::path(run.out_dir) / name, ec);
   const std::string dir = ec ? (fs::path(run.out_dir) / name).string() : abs.lexically_normal().string();
@@ -231,10 +330,82 @@ Result<std::string> write_checkpoint(Run& run, RunSummary& sum, int64_t step, co
   engine::CheckpointMeta meta{step, run.parent_hash, run.meta_extra};
   auto h = engine::save_checkpoint(dir, run.model, *run.tok, meta);
   if (!h.ok()) return h.status().with_context("checkpoint " + dir);
+  // Written before the checkpoint is announced: a reported checkpoint can
+  // always be resumed from.
+  ASSAY_RETURN_IF_ERROR(write_trainer_state(run, opt, step, dir).with_context("checkpoint " + dir));
   run.parent_hash = *h;
   sum.checkpoints.push_back(dir);
   run.reporter->checkpoint(step, dir, *h);
   return *h;
+}
+
+// Preemption requests: SIGUSR1 (sent by `assay worker` to the run's process
+// group) sets a flag; the loop also polls the file named by
+// ASSAY_PREEMPT_FILE. Either stops training at the next step boundary.
+volatile std::sig_atomic_t g_preempt_signal = 0;
+void on_preempt_signal(int) { g_preempt_signal = 1; }
+
+// Installs the SIGUSR1 handler for the loop's lifetime.
+class PreemptWatch {
+ public:
+  PreemptWatch() {
+    g_preempt_signal = 0;
+    struct sigaction sa {};
+    sa.sa_handler = on_preempt_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    installed_ = sigaction(SIGUSR1, &sa, &old_) == 0;
+    if (const char* f = std::getenv("ASSAY_PREEMPT_FILE"); f && *f) file_ = f;
+  }
+  ~PreemptWatch() {
+    if (installed_) sigaction(SIGUSR1, &old_, nullptr);
+  }
+  PreemptWatch(const PreemptWatch&) = delete;
+  PreemptWatch& operator=(const PreemptWatch&) = delete;
+  bool requested() const {
+    if (g_preempt_signal) return true;
+    std::error_code ec;
+    return !file_.empty() && fs::exists(file_, ec);
+  }
+
+ private:
+  struct sigaction old_ {};
+  bool installed_ = false;
+  std::string file_;
+};
+
+// Restores optimizer and sampler state from run.resume_state; returns the
+// first step to run.
+Result<int64_t> restore_state(Run& run, engine::AdamW& opt) {
+  if (run.resume_from.empty()) return int64_t{1};
+  const Json& st = run.resume_state;
+  const std::string where = run.resume_from + "/trainer_state.json";
+  if (run.dev)
+    return Status::FailedPrecondition(
+        "resume " + run.resume_from + ": resuming on a CUDA device is not supported yet (the "
+        "optimizer state lives on the device); resume with --device cpu");
+  if (!st.value("optimizer", false))
+    return Status::NotFound(where + ": /optimizer: the checkpoint has no optimizer state");
+  ASSAY_RETURN_IF_ERROR(opt.load((fs::path(run.resume_from) / "optimizer.bin").string())
+                            .with_context("resume"));
+  const Json& sp = st["samplers"];
+  if (sp.size() != run.samplers.size())
+    return Status::Invalid(where + ": /samplers: " + std::to_string(sp.size()) +
+                           " saved, the recipe has " + std::to_string(run.samplers.size()));
+  for (std::size_t i = 0; i < sp.size(); ++i) {
+    if (!sp[i].is_array() || sp[i].size() != 2 || !sp[i][0].is_number_integer() ||
+        !sp[i][1].is_number_unsigned())
+      return Status::Corruption(where + ": /samplers/" + std::to_string(i) +
+                                ": expected [epoch, position]");
+    ASSAY_RETURN_IF_ERROR(run.samplers[i]->restore(sp[i][0].get<int64_t>(), sp[i][1].get<std::size_t>())
+                              .with_context(where));
+  }
+  if (run.resume_step >= run.cfg.steps)
+    return Status::Invalid(where + ": /step: " + std::to_string(run.resume_step) +
+                           " is not below the config's steps (" + std::to_string(run.cfg.steps) + ")");
+  run.reporter->note("resuming from " + run.resume_from + " at step " +
+                     std::to_string(run.resume_step));
+  return run.resume_step + 1;
 }
 
 }  // namespace
@@ -248,11 +419,14 @@ Result<RunSummary> train_loop(Run& run, const StepFn& fn, const LogFn& on_log) {
   const engine::LrSchedule sched = schedule_of(c);
   RunSummary sum;
   sum.output_dir = run.out_dir;
+  ASSAY_ASSIGN_OR_RETURN(const int64_t first_step, restore_state(run, opt));
+  const engine::AdamW* opt_state = run.dev ? nullptr : &opt;
+  PreemptWatch preempt;
   run.reporter->note("model " + std::to_string(run.model.num_params()) + " parameters, " +
                      std::to_string(c.steps) + " steps, output " + run.out_dir);
   double window_tokens = 0;
   auto window_start = std::chrono::steady_clock::now();
-  for (int64_t step = 1; step <= c.steps; ++step) {
+  for (int64_t step = first_step; step <= c.steps; ++step) {
     if (run.dev) {
       ASSAY_RETURN_IF_ERROR(run.dev->zero_grad());
     } else {
@@ -294,11 +468,22 @@ Result<RunSummary> train_loop(Run& run, const StepFn& fn, const LogFn& on_log) {
       window_tokens = 0;
       window_start = std::chrono::steady_clock::now();
     }
-    if (c.checkpoint_every > 0 && step % c.checkpoint_every == 0 && step != c.steps)
-      ASSAY_RETURN_IF_ERROR(write_checkpoint(run, sum, step, step_dir(step)).status());
+    const bool periodic = c.checkpoint_every > 0 && step % c.checkpoint_every == 0;
+    if (periodic && step != c.steps)
+      ASSAY_RETURN_IF_ERROR(write_checkpoint(run, sum, step, step_dir(step), opt_state).status());
+    // A preemption request stops at this step boundary with a checkpoint
+    // (the one just written, if any), unless the run is done anyway.
+    if (step != c.steps && preempt.requested()) {
+      if (!periodic)
+        ASSAY_RETURN_IF_ERROR(write_checkpoint(run, sum, step, step_dir(step), opt_state).status());
+      ASSAY_RETURN_IF_ERROR(run.transcript.close());
+      return Status::Unavailable(std::string(kPreemptedMessage) + " at step " + std::to_string(step) +
+                                 ": checkpoint " + sum.checkpoints.back() +
+                                 " (resume with ASSAY_RESUME_FROM or --resume)");
+    }
   }
   ASSAY_RETURN_IF_ERROR(run.transcript.close());
-  ASSAY_ASSIGN_OR_RETURN(sum.final_hash, write_checkpoint(run, sum, c.steps, "final"));
+  ASSAY_ASSIGN_OR_RETURN(sum.final_hash, write_checkpoint(run, sum, c.steps, "final", opt_state));
   return sum;
 }
 

@@ -535,7 +535,21 @@ Result<std::vector<MetricPoint>> Store::metrics(int64_t run_id, const std::strin
     return Status::Invalid("run " + std::to_string(run_id) + ": attempt must be >= 1, got " +
                            std::to_string(attempt));
   if (attempt == kCurrentAttempt) {
-    ASSAY_ASSIGN_OR_RETURN(attempt, current_attempt(run_id));
+    // The run's curve: the current attempt plus, below a resume, the points
+    // of the attempts it continues (migration 0006).
+    ASSAY_RETURN_IF_ERROR(current_attempt(run_id).status());
+    ASSAY_CACHED(curve, "SELECT c.run_id, k.name, c.step, c.value, c.wall_time, c.attempt "
+        "FROM metric_curve c JOIN metric_keys k ON k.id = c.key_id "
+        "WHERE c.run_id = ?1 AND (?2 = '' OR k.name = ?2) ORDER BY k.name, c.step");
+    curve.bind(1, run_id).bind(2, key);
+    std::vector<MetricPoint> out;
+    while (true) {
+      ASSAY_ASSIGN_OR_RETURN(bool row, curve.step());
+      if (!row) break;
+      out.push_back({curve.i64(0), curve.text(1), curve.i64(2), curve.f64(3), curve.f64(4),
+                     int(curve.i64(5))});
+    }
+    return out;
   }
   // Two statements, so that one attempt is an index range, not a filter.
   ASSAY_CACHED(one, "SELECT m.run_id, k.name, m.step, m.value, m.wall_time, m.attempt "

@@ -12,6 +12,8 @@
 
 #include "../worker/fake_coordinator.h"
 
+#include "support/run_cmd.h"
+
 namespace fs = std::filesystem;
 
 namespace {
@@ -21,15 +23,10 @@ struct Out {
   std::string text;  // stdout and stderr together
 };
 
+// The assay binary with `args`, as a user would run it.
 Out sh(const std::string& args) {
-  std::string cmd = std::string(ASSAY_EXE) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
-  int st = pclose(p);
-  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
+  auto r = assay::testing::run_cmd(std::string(ASSAY_EXE) + " " + args);
+  return {r.code, std::move(r.out)};
 }
 
 class CliHostile : public ::testing::Test {

@@ -121,6 +121,16 @@ Result<LeasedRun> parse_leased_run(const Json& j) {
     if (j.contains("gpus") && j["gpus"].is_array()) {
       for (auto& g : j["gpus"]) r.gpus.push_back(g.get<int>());
     }
+    if (j.contains("resume_from") && j["resume_from"].is_object()) {
+      const Json& rf = j["resume_from"];
+      auto step = rf.contains("step") ? int_of(rf["step"]) : std::nullopt;
+      if (!rf.contains("path") || !rf["path"].is_string() || !step || *step < 0)
+        return Status::Invalid("lease reply: run " + std::to_string(r.run_id) +
+                               ": resume_from: expected {\"path\": string, \"step\": int >= 0}, got " +
+                               excerpt(rf));
+      r.resume_path = rf["path"].get<std::string>();
+      r.resume_step = *step;
+    }
     if (j.contains("timeout_s") && j["timeout_s"].is_number()) {
       // Turned into milliseconds later: past ~30 years that would overflow.
       double t = j["timeout_s"].get<double>();
@@ -254,6 +264,11 @@ void lease_once(HttpClient& http, Shared& s) {
     return;
   }
   Json body = {{"worker_id", s.cfg.worker_id}, {"max_runs", room}, {"wait_s", s.cfg.lease_wait_s}};
+  s.lease_in_flight = true;
+  struct Landed {
+    Shared& s;
+    ~Landed() { s.lease_in_flight = false; }
+  } landed{s};
   auto rep = http.post_json("/v1/worker/lease", body, s.cfg.lease_wait_s + 15);
   if (!rep.ok() || rep->retryable()) {
     nap(500ms, s.abort);

@@ -46,8 +46,15 @@ Result<std::map<std::string, std::string>> parse_labels(const std::string& text)
   return out;
 }
 
-Status run_worker(const WorkerConfig& cfg_in, const std::atomic<bool>& stop,
+Status run_worker(const WorkerConfig& cfg, const std::atomic<bool>& stop,
                   const std::atomic<bool>& abort, std::ostream& log) {
+  static const std::atomic<bool> never{false};
+  return run_worker(cfg, stop, abort, never, log);
+}
+
+Status run_worker(const WorkerConfig& cfg_in, const std::atomic<bool>& stop,
+                  const std::atomic<bool>& abort, const std::atomic<bool>& preempt,
+                  std::ostream& log) {
   WorkerConfig cfg = cfg_in;
   if (cfg.coordinator_url.empty()) return Status::Invalid("--coordinator: a URL is required");
   if (cfg.coordinator_url.find("://") == std::string::npos) {
@@ -83,6 +90,14 @@ Status run_worker(const WorkerConfig& cfg_in, const std::atomic<bool>& stop,
         s.stop_leasing = true;
         s.say("stopping: no new runs; waiting for running ones and for delivery "
               "(signal again to abandon them)");
+      }
+      if (preempt && !s.preempting) {
+        s.stop_leasing = true;
+        s.preempting = true;
+        s.say("preempted: no new runs; asking running ones to checkpoint (SIGUSR1, "
+              "ASSAY_PREEMPT_FILE), stopping them after " +
+              std::to_string(s.cfg.preempt_grace.count() / 1000.0).substr(0, 6) +
+              " s, then delivering (signal again to abandon them)");
       }
       if (abort) s.abort = true;
       std::this_thread::sleep_for(std::chrono::milliseconds(20));

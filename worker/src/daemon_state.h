@@ -36,6 +36,9 @@ struct LeasedRun {
   std::vector<std::pair<std::string, std::string>> env;
   std::vector<int> gpus;
   std::optional<double> timeout_s;
+  // The checkpoint the coordinator asks this attempt to resume from (v1.9).
+  std::string resume_path;
+  int64_t resume_step = -1;  // -1: none
   std::string lease_error;  // set when the lease entry could not be understood
 };
 Result<LeasedRun> parse_leased_run(const Json& j);
@@ -65,6 +68,13 @@ struct Shared {
   std::atomic<bool> registered{false};
   std::atomic<double> heartbeat_s{10};
   std::atomic<bool> stop_leasing{false};  // draining: lease no more
+  // A lease request is on the wire: its reply may still hand us runs, so
+  // the supervisor does not finish until it is back.
+  std::atomic<bool> lease_in_flight{false};
+  // Preempted (SIGTERM): runs are asked to checkpoint (SIGUSR1 and
+  // ASSAY_PREEMPT_FILE), stopped after cfg.preempt_grace, and reported as
+  // `preempted`.
+  std::atomic<bool> preempting{false};
   std::atomic<bool> abort{false};         // leave now
   std::atomic<bool> supervisor_done{false};
   std::atomic<bool> delivery_done{false};

@@ -155,7 +155,11 @@ Result<std::unique_ptr<Process>> Process::spawn(const LaunchSpec& spec) {
   std::vector<char*> envp;
   for (auto& s : env_strings) envp.push_back(s.data());
   envp.push_back(nullptr);
-  std::string a0 = "sh", a1 = "-c", a2 = spec.command;
+  // The wrapping shell catches SIGUSR1 with a no-op trap: a preemption
+  // request (SIGUSR1 to the process group) then reaches the run's processes
+  // without killing the shell that reports their exit status. Commands the
+  // shell starts get the default disposition back (traps are reset on exec).
+  std::string a0 = "sh", a1 = "-c", a2 = "trap : USR1\n" + spec.command;
   char* argv[] = {a0.data(), a1.data(), a2.data(), nullptr};
 
   pid_t parent = getpid();
@@ -287,6 +291,11 @@ std::vector<std::pair<std::string, std::string>> run_environment(const RunEnv& e
   env.emplace_back("ASSAY_RUN_ID", std::to_string(e.run_id));
   env.emplace_back("ASSAY_PARAMS", e.params_json);
   env.emplace_back("ASSAY_OUTPUT_DIR", e.output_dir);
+  if (!e.preempt_file.empty()) env.emplace_back("ASSAY_PREEMPT_FILE", e.preempt_file);
+  // Set only when the checkpoint exists here; a stale value from the spec's
+  // env would make a fresh start look like a resume.
+  std::erase_if(env, [](const auto& kv) { return kv.first == "ASSAY_RESUME_FROM"; });
+  if (!e.resume_from.empty()) env.emplace_back("ASSAY_RESUME_FROM", e.resume_from);
   return env;
 }
 

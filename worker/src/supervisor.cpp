@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <future>
 #include <memory>
 #include <thread>
@@ -55,6 +56,11 @@ struct RunSlot {
   Clock::time_point last_flush = Clock::now();
   std::vector<std::future<Json>> hashes;  // each yields an artifact or event body record
   bool cancelled = false, timed_out = false, dropped = false;
+  // Preemption: asked to checkpoint (SIGUSR1 + preempt file) at most once;
+  // stopped as on a cancel when the grace runs out.
+  bool preempted = false;
+  std::string preempt_file;
+  std::optional<Clock::time_point> preempt_deadline;
   std::optional<Clock::time_point> deadline;
   std::optional<Clock::time_point> leader_gone_at;
   // Unix seconds when the leader was first seen exited (polled each
@@ -78,6 +84,7 @@ class Supervisor {
   void start(LeasedRun lease);
   void poll_pipes();
   void step(RunSlot& r);
+  void preempt(RunSlot& r);
   void consume_lines(RunSlot& r);
   void flush_points(RunSlot& r, bool force);
   bool complete(RunSlot& r);
@@ -115,6 +122,17 @@ void Supervisor::commit() {
 void Supervisor::append(const Json& rec) { append_all({rec}); }
 
 void Supervisor::start(LeasedRun lease) {
+  if (s_.preempting) {
+    // Leased by a request that was on the wire when the preemption came:
+    // handed back unstarted, as a preemption (requeued, no attempt used).
+    s_.say("run " + std::to_string(lease.run_id) + ": leased while preempted; handed back unstarted");
+    Json body = {{"exit_code", nullptr}, {"signal", nullptr}, {"oom_killed", false},
+                 {"timed_out", false},   {"cancelled", false}, {"preempted", true},
+                 {"spawn_error", nullptr}, {"log_tail", ""},   {"malformed_metric_lines", 0},
+                 {"exited_at", unix_now()}};
+    append(record(kRecFinished, {lease.run_id, lease.attempt}, body));
+    return;
+  }
   auto slot = std::make_unique<RunSlot>();
   RunSlot& r = *slot;
   r.key = {lease.run_id, lease.attempt};
@@ -133,6 +151,28 @@ void Supervisor::start(LeasedRun lease) {
   env.output_dir = fs::absolute(out).string();
   env.gpu_indices = r.lease.gpus;
   env.extra = r.lease.env;
+  r.preempt_file = (dir / "preempt").string();
+  env.preempt_file = r.preempt_file;
+  std::error_code rm_ec;
+  fs::remove(r.preempt_file, rm_ec);  // a leftover of an earlier start is not a request
+  // Resume only from a checkpoint this machine can read (a shared
+  // filesystem); otherwise the attempt starts over and says so.
+  Json resumed = nullptr;
+  std::vector<Json> resume_events;
+  if (r.lease.resume_step >= 0) {
+    std::error_code ex_ec;
+    if (fs::exists(r.lease.resume_path, ex_ec)) {
+      env.resume_from = r.lease.resume_path;
+      resumed = {{"step", r.lease.resume_step}, {"path", r.lease.resume_path}};
+    } else {
+      resume_events.push_back(record(
+          kRecEvent, r.key,
+          {{"kind", "resume_unavailable"},
+           {"detail", "checkpoint " + r.lease.resume_path + " (step " +
+                          std::to_string(r.lease.resume_step) + ") is not readable on worker " +
+                          s_.cfg.worker_id + "; the attempt starts over"}}));
+    }
+  }
   LaunchSpec spec;
   spec.command = r.lease.command;
   spec.env = run_environment(env);
@@ -180,7 +220,13 @@ void Supervisor::start(LeasedRun lease) {
              g += (i ? "," : "") + std::to_string(r.lease.gpus[i]);
            return g;
          }() + "]");
-  append(record(kRecStarted, r.key, {{"pid", r.proc->pid()}}));
+  Json started = {{"pid", r.proc->pid()}};
+  if (!resumed.is_null()) started["resumed_from"] = resumed;
+  append(record(kRecStarted, r.key, started));
+  append_all(resume_events);
+  if (!resumed.is_null())
+    s_.say("run " + std::to_string(r.key.first) + ": resumes from step " +
+           std::to_string(r.lease.resume_step) + " (" + r.lease.resume_path + ")");
   slots_.push_back(std::move(slot));
 }
 
@@ -319,6 +365,7 @@ void Supervisor::step(RunSlot& r) {
       s_.say("run " + std::to_string(r.key.first) + ": timeout, SIGTERM sent");
     }
   }
+  if (leader_alive && s_.preempting && !r.dropped) preempt(r);
   if (!leader_alive && !r.leader_gone_at) {
     r.leader_gone_at = Clock::now();
     r.exited_at = unix_now();
@@ -333,6 +380,24 @@ void Supervisor::step(RunSlot& r) {
   }
   consume_lines(r);
   flush_points(r, false);
+}
+
+// Asks the run to checkpoint and exit: the preempt file (for runs that poll)
+// and SIGUSR1 to its process group, once; when the grace runs out, stops it
+// as on a cancel (SIGTERM, SIGKILL after kill_grace).
+void Supervisor::preempt(RunSlot& r) {
+  if (!r.preempted) {
+    r.preempted = true;
+    r.preempt_deadline = Clock::now() + s_.cfg.preempt_grace;
+    std::ofstream(r.preempt_file) << "preempted\n";
+    r.proc->signal_group(SIGUSR1);
+    s_.say("run " + std::to_string(r.key.first) + ": preempted, SIGUSR1 sent");
+    return;
+  }
+  if (!r.proc->stop_requested() && Clock::now() >= *r.preempt_deadline) {
+    r.proc->stop(s_.cfg.kill_grace);
+    s_.say("run " + std::to_string(r.key.first) + ": preemption grace over, SIGTERM sent");
+  }
 }
 
 bool Supervisor::complete(RunSlot& r) {
@@ -369,6 +434,7 @@ void Supervisor::finish(RunSlot& r) {
                {"oom_killed", killed9 && f.host_oom && !f.we_sent_sigkill},
                {"timed_out", r.timed_out},
                {"cancelled", r.cancelled},
+               {"preempted", r.preempted},
                {"spawn_error", nullptr},
                {"log_tail", tail},
                {"malformed_metric_lines", r.reader.malformed_total()},
@@ -443,7 +509,7 @@ bool Supervisor::iterate() {
     }
     sample_gpus();
     commit();
-    if (s_.stop_leasing && slots_.empty()) {
+    if (s_.stop_leasing && slots_.empty() && !s_.lease_in_flight) {
       std::lock_guard lock(s_.mu);
       if (s_.incoming.empty()) return true;
     }

@@ -281,9 +281,26 @@ class Store {
   // doubles and an attempt never overwrites another's points.
   Status put_metrics(const std::vector<MetricPoint>& points);
   // Ordered by attempt, key, step. `attempt`: a number >= 1, kCurrentAttempt
-  // or kAllAttempts.
+  // or kAllAttempts. kCurrentAttempt reads the run's curve (view
+  // metric_curve): the current attempt, and for an attempt that resumed from
+  // a checkpoint at step s, the earlier attempts' points up to s (ordered by
+  // key, step; each point keeps its attempt).
   Result<std::vector<MetricPoint>> metrics(int64_t run_id, const std::string& key = "",
                                            int attempt = kCurrentAttempt);
+
+  // Preemption and resume (migration 0006, store/src/resume.cpp).
+  // A preempted attempt is counted apart: `attempt - preemptions` is what
+  // max_attempts limits.
+  Status note_preempted(int64_t run_id);
+  Result<int> preemptions(int64_t run_id);
+  // Whether the run's next start resumes from its last checkpoint.
+  Status set_resume(int64_t run_id, bool resume);
+  // The run's checkpoint to resume from: when its resume flag is set, its
+  // checkpoint artifact with the highest step (ties: the latest); else none.
+  Result<std::optional<Artifact>> resume_point(int64_t run_id);
+  // Records that `attempt` started from the checkpoint at `step`; the run's
+  // curve (view metric_curve) takes earlier attempts' points up to `step`.
+  Status put_resume(int64_t run_id, int attempt, int64_t step, const std::string& path);
 
   // Artifacts: idempotent on (run, kind, content_hash); returns the row id.
   Result<int64_t> put_artifact(const Artifact& a);

@@ -32,6 +32,8 @@ struct WorkerConfig {
   std::string work_dir;         // per-run directories: <work_dir>/runs/<run>.<attempt>/
   std::string spool_dir;        // default <work_dir>/spool
   std::chrono::milliseconds kill_grace{10000};     // SIGTERM -> SIGKILL
+  // Preemption: SIGUSR1 (and ASSAY_PREEMPT_FILE) -> stop as on a cancel.
+  std::chrono::milliseconds preempt_grace{30000};
   std::chrono::milliseconds metrics_flush{250};    // batch interval per run
   double lease_wait_s = 5;      // long-poll length of a lease request
 };
@@ -42,6 +44,18 @@ struct WorkerConfig {
 // Progress lines go to `log`.
 Status run_worker(const WorkerConfig& cfg, const std::atomic<bool>& stop,
                   const std::atomic<bool>& abort, std::ostream& log);
+
+// The same, and preemption (e.g. a cluster scheduler's SIGTERM): once
+// `preempt` is set the worker leases no more, sends SIGUSR1 to each running
+// run's process group and creates its ASSAY_PREEMPT_FILE, waits up to
+// cfg.preempt_grace for the runs to save a checkpoint and exit (then stops
+// them as on a cancel: SIGTERM, SIGKILL after cfg.kill_grace), reports each
+// one that did not exit 0 as `preempted` (the coordinator requeues it to
+// resume from its last checkpoint), delivers every report and returns.
+// `abort` still kills at once.
+Status run_worker(const WorkerConfig& cfg, const std::atomic<bool>& stop,
+                  const std::atomic<bool>& abort, const std::atomic<bool>& preempt,
+                  std::ostream& log);
 
 // "k=v,k2=v2" -> map; errors name the bad item.
 Result<std::map<std::string, std::string>> parse_labels(const std::string& text);

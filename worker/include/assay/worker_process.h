@@ -91,6 +91,11 @@ struct RunEnv {
   std::string output_dir;
   std::vector<int> gpu_indices;  // empty: CUDA_VISIBLE_DEVICES="" (no GPU)
   std::vector<std::pair<std::string, std::string>> extra;  // the spec's env, applied first
+  // ASSAY_PREEMPT_FILE: created by the worker when it is preempted (for runs
+  // that poll rather than handle SIGUSR1). Empty: not set.
+  std::string preempt_file;
+  // ASSAY_RESUME_FROM: the checkpoint to resume from. Empty: not set.
+  std::string resume_from;
 };
 std::vector<std::pair<std::string, std::string>> run_environment(const RunEnv& e);
 

@@ -1,0 +1,155 @@
+// Resume from a checkpoint (ASSAY_RESUME_FROM): a run stopped at step k and
+// resumed ends with the same weights, optimizer state and transcript as an
+// uninterrupted run, bit for bit on one thread; a preemption request
+// (ASSAY_PREEMPT_FILE) stops `assay train` at a step boundary with a
+// resumable checkpoint and exit code 75.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "assay/datagen.h"
+#include "assay/train.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using assay::train::run_recipe_text;
+
+std::string slurp(const fs::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  std::stringstream s;
+  s << f.rdbuf();
+  return s.str();
+}
+
+class TrainResumeTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("assay_train_resume_" + std::to_string(::getpid()) + "_" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    std::vector<std::string> lines;
+    for (const auto& p : assay::data::generate_gsm8k({12, 1, 1})) lines.push_back(assay::data::to_jsonl(p));
+    ASSERT_TRUE(assay::data::write_lines((dir_ / "gsm.jsonl").string(), lines).ok());
+    ::unsetenv("ASSAY_RESUME_FROM");
+    ::unsetenv("ASSAY_PREEMPT_FILE");
+  }
+  void TearDown() override {
+    ::unsetenv("ASSAY_RESUME_FROM");
+    if (!getenv("KEEP")) fs::remove_all(dir_);
+  }
+  // 12 examples, batch 4: an epoch is 3 steps, so step 4 is mid-epoch 2.
+  json config(const std::string& out, int steps) const {
+    return json{{"out_dir", (dir_ / out).string()},
+                {"seed", 3},
+                {"threads", 1},
+                {"model", {{"n_layer", 1}, {"n_head", 2}, {"n_embd", 32}, {"n_positions", 96}}},
+                {"data", {{"train", (dir_ / "gsm.jsonl").string()}}},
+                {"batch_size", 4},
+                {"seq_len", 96},
+                {"steps", steps},
+                {"lr", 2e-3},
+                {"warmup", 2},
+                {"log_every", 1},
+                {"checkpoint_every", 4}};
+  }
+  // Runs `recipe` uninterrupted, then again resumed from ckpt-000004 of the
+  // first run into a new directory; both finals must match byte for byte.
+  void expect_exact_resume(const std::string& recipe, json cfg) {
+    // One config text for both (its hash is in every checkpoint); the output
+    // directory comes from the environment, as under a worker.
+    cfg.erase("out_dir");
+    assay::train::RunEnv env;
+    env.output_dir = (dir_ / (recipe + "_full")).string();
+    auto full = run_recipe_text(recipe, cfg.dump(), "config.json", env);
+    ASSERT_TRUE(full.ok()) << full.status().to_string();
+    const fs::path ck = dir_ / (recipe + "_full") / "ckpt-000004";
+    ASSERT_TRUE(fs::exists(ck / "optimizer.bin"));
+    ASSERT_TRUE(fs::exists(ck / "trainer_state.json"));
+    env.output_dir = (dir_ / (recipe + "_resumed")).string();
+    ::setenv("ASSAY_RESUME_FROM", ck.c_str(), 1);
+    auto res = run_recipe_text(recipe, cfg.dump(), "config.json", env);
+    ::unsetenv("ASSAY_RESUME_FROM");
+    ASSERT_TRUE(res.ok()) << res.status().to_string();
+    const fs::path a = dir_ / (recipe + "_full"), b = dir_ / (recipe + "_resumed");
+    EXPECT_EQ(full->final_hash, res->final_hash) << recipe;
+    EXPECT_EQ(slurp(a / "final" / "model.safetensors"), slurp(b / "final" / "model.safetensors")) << recipe;
+    EXPECT_EQ(slurp(a / "final" / "optimizer.bin"), slurp(b / "final" / "optimizer.bin")) << recipe;
+    EXPECT_EQ(slurp(a / "transcript.jsonl"), slurp(b / "transcript.jsonl")) << recipe;
+    EXPECT_EQ(res->steps, full->steps);
+  }
+  fs::path dir_;
+};
+
+TEST_F(TrainResumeTest, PretrainResumedMidEpochEqualsUninterruptedBitForBit) {
+  expect_exact_resume("pretrain", config("p", 9));
+}
+
+TEST_F(TrainResumeTest, SftResumedEqualsUninterruptedBitForBit) {
+  expect_exact_resume("sft", config("s", 7));
+}
+
+TEST_F(TrainResumeTest, DistillResumedEqualsUninterruptedBitForBit) {
+  json t = config("teacher", 3);
+  t["checkpoint_every"] = 0;
+  auto teacher = run_recipe_text("pretrain", t.dump(), "config.json", {});
+  ASSERT_TRUE(teacher.ok()) << teacher.status().to_string();
+  json cfg = config("d", 7);
+  cfg["teacher"] = teacher->checkpoints.back();
+  cfg["objective"] = {{"type", "fkl"}};
+  expect_exact_resume("distill", cfg);
+}
+
+TEST_F(TrainResumeTest, ResumeRefusesACheckpointOfAnotherRecipe) {
+  json cfg = config("p", 5);
+  ASSERT_TRUE(run_recipe_text("pretrain", cfg.dump(), "config.json", {}).ok());
+  ::setenv("ASSAY_RESUME_FROM", (dir_ / "p" / "ckpt-000004").c_str(), 1);
+  cfg["out_dir"] = (dir_ / "s").string();
+  auto r = run_recipe_text("sft", cfg.dump(), "config.json", {});
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("written by 'pretrain'"), std::string::npos)
+      << r.status().message();
+}
+
+// The CLI under a preemption request: the file exists from the start, so the
+// run stops after step 1 with ckpt-000001, exit 75; `--resume` finishes it
+// with the weights of an uninterrupted run.
+TEST_F(TrainResumeTest, PreemptFileStopsAtStepBoundaryAndResumeFinishesExactly) {
+  json cfg = config("cli", 6);
+  cfg["checkpoint_every"] = 0;
+  const fs::path conf = dir_ / "cli.json";
+  std::ofstream(conf) << cfg.dump();
+  const fs::path flag = dir_ / "preempt";
+  std::ofstream(flag) << "x";
+  auto sh = [&](const std::string& cmd) {
+    int st = std::system(cmd.c_str());
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  };
+  const std::string exe = ASSAY_EXE;
+  EXPECT_EQ(sh("ASSAY_PREEMPT_FILE=" + flag.string() + " " + exe + " train pretrain --config " +
+               conf.string() + " --out-dir " + (dir_ / "cli_a").string() + " >/dev/null 2>&1"),
+            75);
+  ASSERT_TRUE(fs::exists(dir_ / "cli_a" / "ckpt-000001" / "trainer_state.json"));
+  EXPECT_FALSE(fs::exists(dir_ / "cli_a" / "final"));
+  EXPECT_EQ(sh(exe + " train pretrain --config " + conf.string() + " --out-dir " +
+               (dir_ / "cli_a").string() + " --resume " + (dir_ / "cli_a" / "ckpt-000001").string() +
+               " >/dev/null 2>&1"),
+            0);
+  EXPECT_EQ(sh(exe + " train pretrain --config " + conf.string() + " --out-dir " +
+               (dir_ / "cli_b").string() + " >/dev/null 2>&1"),
+            0);
+  EXPECT_EQ(slurp(dir_ / "cli_a" / "final" / "model.safetensors"),
+            slurp(dir_ / "cli_b" / "final" / "model.safetensors"));
+  EXPECT_EQ(slurp(dir_ / "cli_a" / "transcript.jsonl"), slurp(dir_ / "cli_b" / "transcript.jsonl"));
+}
+
+}  // namespace

@@ -12,9 +12,11 @@ namespace {
 using namespace std::chrono_literals;
 
 // Sleeps in short slices so shutdown is prompt.
-void nap(std::chrono::milliseconds total, const std::atomic<bool>& until) {
+void nap(std::chrono::milliseconds total, const std::atomic<bool>& until,
+         const std::atomic<bool>* also = nullptr) {
   auto end = std::chrono::steady_clock::now() + total;
-  while (!until && std::chrono::steady_clock::now() < end) std::this_thread::sleep_for(20ms);
+  while (!until && !(also && *also) && std::chrono::steady_clock::now() < end)
+    std::this_thread::sleep_for(20ms);
 }
 
 std::chrono::milliseconds secs(double s) {
@@ -244,7 +246,9 @@ void heartbeat_loop(Shared& s) {
   while (!s.abort && !s.delivery_done) {
     bool beat = true;
     guarded(s, "heartbeat", [&] { beat = heartbeat_once(http, s, nvml.get(), hs); });
-    if (beat) nap(secs(s.heartbeat_s.load()), s.abort);
+    // Wakes on delivery_done too: a clean shutdown must not wait out a
+    // whole heartbeat interval (lease_ttl / 3) before the worker can exit.
+    if (beat) nap(secs(s.heartbeat_s.load()), s.abort, &s.delivery_done);
   }
 }
 

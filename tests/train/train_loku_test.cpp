@@ -18,6 +18,7 @@
 #include "assay/engine.h"
 #include "assay/lora.h"
 #include "assay/train.h"
+#include "train_fixture.h"
 #include "support/run_cmd.h"
 
 namespace {
@@ -26,12 +27,7 @@ namespace fs = std::filesystem;
 namespace lora = assay::engine::lora;
 using nlohmann::json;
 
-std::string slurp(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::stringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
+using assay::testing::slurp;
 
 class LokuTest : public ::testing::Test {
  protected:
@@ -43,21 +39,8 @@ class LokuTest : public ::testing::Test {
     dir_ = fs::temp_directory_path() / ("assay_loku_test_" + std::to_string(::getpid()));
     fs::remove_all(dir_);
     fs::create_directories(dir_);
-    assay::data::UnlearnOptions uo;
-    uo.n_authors = 10;
-    uo.facts_per_author = 3;
-    uo.forget_frac = 0.2;
-    uo.holdout_frac = 0.2;
-    const auto s = assay::data::generate_unlearn(uo);
-    auto put = [](const fs::path& p, const std::vector<assay::data::FactQA>& v) {
-      std::vector<std::string> l;
-      for (const auto& q : v) l.push_back(assay::data::to_jsonl(q));
-      ASSERT_TRUE(assay::data::write_lines(p.string(), l).ok());
-    };
-    put(dir_ / "forget.jsonl", s.forget);
-    put(dir_ / "retain.jsonl", s.retain);
-    put(dir_ / "holdout.jsonl", s.holdout);
-    put(dir_ / "mix.jsonl", assay::data::unlearn_train_mix(s, 1));
+    const auto s = assay::testing::write_unlearn_splits(dir_, assay::testing::small_unlearn_options());
+    assay::testing::write_jsonl(dir_ / "mix.jsonl", assay::data::unlearn_train_mix(s, 1));
     n_forget_ = static_cast<int>(s.forget.size());
     json sft = {{"out_dir", (dir_ / "facts").string()},
                 {"seed", 2},

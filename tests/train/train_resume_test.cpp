@@ -16,6 +16,7 @@
 
 #include "assay/datagen.h"
 #include "assay/train.h"
+#include "train_fixture.h"
 
 namespace {
 
@@ -23,12 +24,7 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 using assay::train::run_recipe_text;
 
-std::string slurp(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::stringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
+using assay::testing::slurp;
 
 class TrainResumeTest : public ::testing::Test {
  protected:

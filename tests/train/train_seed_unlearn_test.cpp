@@ -16,6 +16,7 @@
 #include "assay/datagen.h"
 #include "assay/engine.h"
 #include "assay/train.h"
+#include "train_fixture.h"
 
 namespace {
 
@@ -23,12 +24,7 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 using assay::train::RunEnv;
 
-std::string slurp(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::stringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
+using assay::testing::slurp;
 
 // The example ids of a transcript, in training order.
 std::vector<std::string> order_of(const std::string& out_dir) {
@@ -48,26 +44,11 @@ class SeedUnlearnTest : public ::testing::Test {
     dir_ = fs::temp_directory_path() / ("assay_seed_unlearn_test_" + std::to_string(::getpid()));
     fs::remove_all(dir_);
     fs::create_directories(dir_);
-    auto lines_of = [](const auto& v) {
-      std::vector<std::string> l;
-      for (const auto& x : v) l.push_back(assay::data::to_jsonl(x));
-      return l;
-    };
-    ASSERT_TRUE(assay::data::write_lines((dir_ / "gsm.jsonl").string(),
-                                         lines_of(assay::data::generate_gsm8k({32, 1, 1}))).ok());
-    ASSERT_TRUE(assay::data::write_lines((dir_ / "prefs.jsonl").string(),
-                                         lines_of(assay::data::generate_prefs({16, 1, 2}))).ok());
-    assay::data::UnlearnOptions uo;
-    uo.n_authors = 10;
-    uo.facts_per_author = 3;
-    uo.forget_frac = 0.2;
-    uo.holdout_frac = 0.2;
-    const auto s = assay::data::generate_unlearn(uo);
-    ASSERT_TRUE(assay::data::write_lines((dir_ / "forget.jsonl").string(), lines_of(s.forget)).ok());
-    ASSERT_TRUE(assay::data::write_lines((dir_ / "retain.jsonl").string(), lines_of(s.retain)).ok());
-    ASSERT_TRUE(assay::data::write_lines((dir_ / "holdout.jsonl").string(), lines_of(s.holdout)).ok());
-    ASSERT_TRUE(assay::data::write_lines((dir_ / "perturbed.jsonl").string(),
-                                         lines_of(assay::data::generate_unlearn_perturbed(uo).forget)).ok());
+    assay::testing::write_jsonl(dir_ / "gsm.jsonl", assay::data::generate_gsm8k({32, 1, 1}));
+    assay::testing::write_jsonl(dir_ / "prefs.jsonl", assay::data::generate_prefs({16, 1, 2}));
+    const auto uo = assay::testing::small_unlearn_options();
+    assay::testing::write_unlearn_splits(dir_, uo);
+    assay::testing::write_jsonl(dir_ / "perturbed.jsonl", assay::data::generate_unlearn_perturbed(uo).forget);
     json pre = random_init("teacher", 8);
     pre["lr"] = 3e-3;
     auto r = run("pretrain", pre);

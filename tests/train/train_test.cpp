@@ -19,6 +19,7 @@
 #include "assay/datagen.h"
 #include "assay/engine.h"
 #include "assay/train.h"
+#include "train_fixture.h"
 
 namespace {
 
@@ -27,12 +28,7 @@ using nlohmann::json;
 using assay::train::RunEnv;
 using assay::train::run_recipe_text;
 
-std::string slurp(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::stringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
+using assay::testing::slurp;
 
 void write_lines(const fs::path& p, const std::vector<std::string>& lines) {
   ASSERT_TRUE(assay::data::write_lines(p.string(), lines).ok());
@@ -53,20 +49,7 @@ class TrainTest : public ::testing::Test {
     lines.clear();
     for (const auto& p : assay::data::generate_prefs({24, 1, 2})) lines.push_back(assay::data::to_jsonl(p));
     write_lines(dir_ / "prefs.jsonl", lines);
-    assay::data::UnlearnOptions uo;
-    uo.n_authors = 10;
-    uo.facts_per_author = 3;
-    uo.forget_frac = 0.2;
-    uo.holdout_frac = 0.2;
-    const auto s = assay::data::generate_unlearn(uo);
-    auto put = [](const fs::path& p, const std::vector<assay::data::FactQA>& v) {
-      std::vector<std::string> l;
-      for (const auto& q : v) l.push_back(assay::data::to_jsonl(q));
-      write_lines(p, l);
-    };
-    put(dir_ / "forget.jsonl", s.forget);
-    put(dir_ / "retain.jsonl", s.retain);
-    put(dir_ / "holdout.jsonl", s.holdout);
+    assay::testing::write_unlearn_splits(dir_, assay::testing::small_unlearn_options());
     auto r = run("pretrain", base_config("teacher", 12, 3e-3));
     ASSERT_TRUE(r.ok()) << r.status().to_string();
     teacher_ = r->checkpoints.back();

@@ -65,18 +65,6 @@ Status read_loku(Cfg& root, LokuConfig& u) {
   return Status::Ok();
 }
 
-engine::LrSchedule schedule_of(const CommonConfig& c) {
-  engine::LrSchedule s;
-  s.lr_max = static_cast<float>(c.lr);
-  s.lr_min = static_cast<float>(c.lr_min);
-  s.warmup = c.warmup;
-  s.total = c.steps;
-  s.decay = c.schedule == "linear"     ? engine::LrSchedule::Decay::kLinear
-            : c.schedule == "constant" ? engine::LrSchedule::Decay::kConstant
-                                       : engine::LrSchedule::Decay::kCosine;
-  return s;
-}
-
 std::string abs_dir(const fs::path& p) {
   std::error_code ec;
   const fs::path a = fs::absolute(p, ec);

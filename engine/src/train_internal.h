@@ -277,4 +277,7 @@ Result<RunSummary> recipe_unlearn(Cfg& root, const std::string& text, const RunE
 Batch take_batch(Run& run, const std::vector<Seq>& data, const std::vector<std::size_t>& idx,
                  int64_t step, bool mask_prompt, const std::string& split = "");
 
+// The learning-rate schedule a config asks for (lr, lr_min, warmup, steps, schedule).
+engine::LrSchedule schedule_of(const CommonConfig& c);
+
 }  // namespace assay::train::detail

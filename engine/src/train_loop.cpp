@@ -283,8 +283,7 @@ Status policy_backward(Run& run, const float* dlogits) {
 
 // ------------------------------------------------------------------- loop
 
-namespace {
-
+// The config's learning-rate schedule (also the LoKU loop's).
 engine::LrSchedule schedule_of(const CommonConfig& c) {
   engine::LrSchedule s;
   s.lr_max = static_cast<float>(c.lr);
@@ -296,6 +295,8 @@ engine::LrSchedule schedule_of(const CommonConfig& c) {
                                        : engine::LrSchedule::Decay::kCosine;
   return s;
 }
+
+namespace {
 
 std::string step_dir(int64_t step) {
   std::ostringstream s;

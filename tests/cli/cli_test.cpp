@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "support/run_cmd.h"
+#include "support/temp_dir.h"
 
 namespace fs = std::filesystem;
 
@@ -27,13 +28,8 @@ Out sh(const std::string& args) {
 
 class Cli : public ::testing::Test {
  protected:
-  std::string dir, db;
-  void SetUp() override {
-    char tmpl[] = "/tmp/assay-cli-XXXXXX";
-    dir = mkdtemp(tmpl);
-    db = dir + "/r.db";
-  }
-  void TearDown() override { fs::remove_all(dir); }
+  assay::testing::TempDir tmp{"cli"};
+  std::string dir = tmp.path, db = tmp.file("r.db");
 };
 
 }  // namespace

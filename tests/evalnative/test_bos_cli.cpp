@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "support/run_cmd.h"
+#include "support/temp_dir.h"
 
 namespace {
 
@@ -42,9 +43,8 @@ double last_loss(const fs::path& metrics) {
 }
 
 TEST(BosConvention, SftModelScoresItsTrainingSetAsTrainingDid) {
-  const fs::path dir = fs::temp_directory_path() / ("bos-cli-" + std::to_string(getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
+  const assay::testing::TempDir tmp("bos-cli");
+  const fs::path dir = tmp.path;
   const std::string assay = ASSAY_EXE;
   auto data = run_cmd(assay + " data unlearn --authors 4 --seed 4 --out-dir " + (dir / "data").string());
   ASSERT_EQ(data.code, 0) << data.out;
@@ -94,7 +94,6 @@ TEST(BosConvention, SftModelScoresItsTrainingSetAsTrainingDid) {
   // Training's loss also counts the EOS after each answer (near 0 once
   // learnt), so it sits slightly below the answer-only NLL.
   EXPECT_NEAR(nll, loss, 0.05 * loss) << "suite NLL " << nll << " vs last training loss " << loss;
-  fs::remove_all(dir);
 }
 
 // A sweep's eval hook (an eval run under the worker, reported as metrics)
@@ -102,9 +101,8 @@ TEST(BosConvention, SftModelScoresItsTrainingSetAsTrainingDid) {
 // versioned inputs, stderr and n. The direct eval is then served from the
 // row the hook wrote.
 TEST(EvalKeyEndToEnd, SweepHookEvalAndDirectEvalShareOneCacheRow) {
-  const fs::path dir = fs::temp_directory_path() / ("hook-cli-" + std::to_string(getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
+  const assay::testing::TempDir tmp("hook-cli");
+  const fs::path dir = tmp.path;
   const std::string assay = ASSAY_EXE;
   ASSERT_EQ(run_cmd(assay + " data unlearn --authors 3 --seed 2 --out-dir " + (dir / "data").string()).code, 0);
   const std::string set = (dir / "data" / "retain.jsonl").string();
@@ -150,7 +148,6 @@ TEST(EvalKeyEndToEnd, SweepHookEvalAndDirectEvalShareOneCacheRow) {
   ASSERT_EQ(direct.code, 0) << direct.out;
   EXPECT_NE(direct.out.find("cached results"), std::string::npos) << direct.out;
   EXPECT_NE(direct.out.find(version), std::string::npos) << version << "\n" << direct.out;
-  fs::remove_all(dir);
 }
 
 }  // namespace

@@ -35,13 +35,7 @@ struct LokuConfig {
 };
 
 Status read_loku(Cfg& root, LokuConfig& u) {
-  ASSAY_RETURN_IF_ERROR(root.required("data"));
-  ASSAY_ASSIGN_OR_RETURN(Cfg data, root.object("data"));
-  ASSAY_RETURN_IF_ERROR(data.required("forget"));
-  ASSAY_RETURN_IF_ERROR(data.string("forget", u.forget));
-  ASSAY_RETURN_IF_ERROR(data.string("retain", u.retain));
-  ASSAY_RETURN_IF_ERROR(data.string("holdout", u.holdout));
-  ASSAY_RETURN_IF_ERROR(data.finish());
+  ASSAY_ASSIGN_OR_RETURN(Cfg data, read_unlearn_data(root, &u.forget, &u.retain, &u.holdout));
   std::string method;
   ASSAY_RETURN_IF_ERROR(root.string("method", method, {"loku"}));
   ASSAY_ASSIGN_OR_RETURN(Cfg o, root.object("objective"));

@@ -20,6 +20,18 @@
 
 namespace assay::train::detail {
 
+Result<Cfg> read_unlearn_data(Cfg& root, std::string* forget, std::string* retain,
+                              std::string* holdout) {
+  ASSAY_RETURN_IF_ERROR(root.required("data"));
+  ASSAY_ASSIGN_OR_RETURN(Cfg data, root.object("data"));
+  ASSAY_RETURN_IF_ERROR(data.required("forget"));
+  ASSAY_RETURN_IF_ERROR(data.string("forget", *forget));
+  ASSAY_RETURN_IF_ERROR(data.string("retain", *retain));
+  ASSAY_RETURN_IF_ERROR(data.string("holdout", *holdout));
+  ASSAY_RETURN_IF_ERROR(data.finish());
+  return data;
+}
+
 namespace {
 
 struct UnlearnConfig {
@@ -29,13 +41,7 @@ struct UnlearnConfig {
 };
 
 Status read_unlearn(Cfg& root, UnlearnConfig& u) {
-  ASSAY_RETURN_IF_ERROR(root.required("data"));
-  ASSAY_ASSIGN_OR_RETURN(Cfg data, root.object("data"));
-  ASSAY_RETURN_IF_ERROR(data.required("forget"));
-  ASSAY_RETURN_IF_ERROR(data.string("forget", u.forget));
-  ASSAY_RETURN_IF_ERROR(data.string("retain", u.retain));
-  ASSAY_RETURN_IF_ERROR(data.string("holdout", u.holdout));
-  ASSAY_RETURN_IF_ERROR(data.finish());
+  ASSAY_ASSIGN_OR_RETURN(Cfg data, read_unlearn_data(root, &u.forget, &u.retain, &u.holdout));
   ASSAY_RETURN_IF_ERROR(root.string("method", u.method, {"ga", "graddiff", "kl", "npo", "simnpo", "loku"}));
   ASSAY_ASSIGN_OR_RETURN(Cfg o, root.object("objective"));
   ASSAY_RETURN_IF_ERROR(o.number("beta", u.beta, 0, 1e6, true));

@@ -12,6 +12,7 @@
 #include <set>
 #include <sstream>
 
+#include "assay/json_limits.h"
 #include "assay/engine.h"
 
 namespace assay::engine {
@@ -124,6 +125,12 @@ Result<SafeTensors> SafeTensors::parse(std::string bytes, const std::string& wha
     return Status::Corruption(what + ": header length " + std::to_string(n) +
                               " exceeds the file size " + std::to_string(bytes.size()));
   }
+  // A header is two levels deep; anything much deeper is hostile (freeing a
+  // deep tree recurses): refused before parsing, in linear time.
+  const std::string_view header(bytes.data() + 8, n);
+  if (auto at = json_depth_exceeded_at(header, kMaxJsonDepth))
+    return Status::Corruption(what + ": header nested deeper than " + std::to_string(kMaxJsonDepth) +
+                              " levels at byte " + std::to_string(8 + *at));
   // nlohmann keeps the last of duplicate keys silently: catch them while parsing.
   std::set<std::string> seen;
   std::string dup;

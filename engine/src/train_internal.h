@@ -280,4 +280,9 @@ Batch take_batch(Run& run, const std::vector<Seq>& data, const std::vector<std::
 // The learning-rate schedule a config asks for (lr, lr_min, warmup, steps, schedule).
 engine::LrSchedule schedule_of(const CommonConfig& c);
 
+// The unlearning recipes' /data {forget (required), retain, holdout}; the
+// returned Cfg names fields in later errors.
+Result<Cfg> read_unlearn_data(Cfg& root, std::string* forget, std::string* retain,
+                              std::string* holdout);
+
 }  // namespace assay::train::detail

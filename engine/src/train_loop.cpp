@@ -12,6 +12,7 @@
 #include <iomanip>
 #include <sstream>
 
+#include "assay/json_limits.h"
 #include "assay/hash.h"
 #include "train_internal.h"
 
@@ -127,7 +128,10 @@ Result<Json> read_trainer_state(const std::string& dir, const std::string& recip
   std::ifstream f(path, std::ios::binary);
   if (!f) return Status::NotFound("resume checkpoint " + path + ": cannot read (a checkpoint "
                                   "written before resume support cannot be resumed)");
-  Json j = Json::parse(f, nullptr, false);
+  const std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  auto parsed = parse_json(text, path);
+  if (!parsed.ok()) return Status::Corruption(parsed.status().message());
+  Json j = std::move(*parsed);
   if (!j.is_object() || !j.contains("step") || !j["step"].is_number_integer() ||
       !j.contains("samplers") || !j["samplers"].is_array() || !j.contains("transcript_lines") ||
       !j["transcript_lines"].is_number_integer())

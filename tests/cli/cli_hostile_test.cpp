@@ -12,22 +12,14 @@
 
 #include "../worker/fake_coordinator.h"
 
-#include "support/run_cmd.h"
+#include "cli_sh.h"
 
 namespace fs = std::filesystem;
 
 namespace {
 
-struct Out {
-  int rc;            // exit code; -1 when killed by a signal
-  std::string text;  // stdout and stderr together
-};
-
-// The assay binary with `args`, as a user would run it.
-Out sh(const std::string& args) {
-  auto r = assay::testing::run_cmd(std::string(ASSAY_EXE) + " " + args);
-  return {r.code, std::move(r.out)};
-}
+using assay::testing::cli::Out;
+using assay::testing::cli::sh;
 
 class CliHostile : public ::testing::Test {
  protected:

@@ -8,23 +8,15 @@
 
 #include <nlohmann/json.hpp>
 
-#include "support/run_cmd.h"
+#include "cli_sh.h"
 #include "support/temp_dir.h"
 
 namespace fs = std::filesystem;
 
 namespace {
 
-struct Out {
-  int rc;            // exit code; -1 when killed by a signal
-  std::string text;  // stdout and stderr together
-};
-
-// The assay binary with `args`, as a user would run it.
-Out sh(const std::string& args) {
-  auto r = assay::testing::run_cmd(std::string(ASSAY_EXE) + " " + args);
-  return {r.code, std::move(r.out)};
-}
+using assay::testing::cli::Out;
+using assay::testing::cli::sh;
 
 class Cli : public ::testing::Test {
  protected:

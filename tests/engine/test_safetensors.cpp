@@ -109,6 +109,13 @@ TEST(Safetensors, WriteReadRoundTrip) {
 // destination, which may be null (an empty vector's data()): the copy used
 // to pass that null pointer to memcpy, undefined behaviour that UBSan
 // reports (tests/fuzz seed fuzz_safetensors/issue11-empty-tensor).
+// A header nested 100,000 deep is refused before parsing (freeing such a
+// tree recursed through the stack).
+TEST(Safetensors, DeepHeaderIsRefused) {
+  expect_reject(make_file(std::string(100000, '[') + std::string(100000, ']'), ""),
+                "header nested deeper than 64 levels");
+}
+
 TEST(Safetensors, EmptyTensorsConvertWithoutADestination) {
   const std::string h = R"({"a":{"dtype":"F32","shape":[0],"data_offsets":[0,0]},)"
                         R"("b":{"dtype":"F16","shape":[3,0],"data_offsets":[0,0]},)"

@@ -116,6 +116,23 @@ TEST_F(TrainResumeTest, ResumeRefusesACheckpointOfAnotherRecipe) {
       << r.status().message();
 }
 
+// A hostile trainer_state.json (100,000 nested arrays) is an error naming
+// the file and the depth limit, not a crash.
+TEST_F(TrainResumeTest, DeepTrainerStateIsAnError) {
+  json cfg = config("deep", 5);
+  ASSERT_TRUE(run_recipe_text("pretrain", cfg.dump(), "config.json", {}).ok());
+  const fs::path ck = dir_ / "deep" / "ckpt-000004";
+  std::ofstream(ck / "trainer_state.json", std::ios::trunc)
+      << std::string(100000, '[') << std::string(100000, ']');
+  ::setenv("ASSAY_RESUME_FROM", ck.c_str(), 1);
+  cfg["out_dir"] = (dir_ / "deep2").string();
+  auto r = run_recipe_text("pretrain", cfg.dump(), "config.json", {});
+  ::unsetenv("ASSAY_RESUME_FROM");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("trainer_state.json"), std::string::npos) << r.status().message();
+  EXPECT_NE(r.status().message().find("64 levels"), std::string::npos) << r.status().message();
+}
+
 // The CLI under a preemption request: the file exists from the start, so the
 // run stops after step 1 with ckpt-000001, exit 75; `--resume` finishes it
 // with the weights of an uninterrupted run.

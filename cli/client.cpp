@@ -7,7 +7,8 @@ namespace assay::cli {
 
 std::string counts_line(const nlohmann::json& counts) {
   std::string s;
-  for (const char* k : {"queued", "leased", "running", "succeeded", "failed", "cancelled"})
+  for (const char* k : {"queued", "leased", "running", "succeeded", "failed", "cancelled",
+                        "pruned"})
     if (counts.is_object() && counts.contains(k)) s += std::string(s.empty() ? "" : "  ") + k + " " + counts[k].dump();
   return s.empty() ? "no runs" : s;
 }

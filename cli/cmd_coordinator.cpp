@@ -26,6 +26,7 @@ struct CoordOpts {
   size_t max_connections = 512;
   double query_time_budget = 10;
   size_t query_max_rows = 1000000;
+  std::string durability = "normal";
   std::string init_dir;
   bool force = false;
 };
@@ -90,13 +91,14 @@ int serve(const CoordOpts& o) {
   opts.max_body_bytes = o.max_body_mb << 20;
   opts.query_time_budget_s = o.query_time_budget;
   opts.query_max_rows = o.query_max_rows;
+  opts.durability = o.durability;
   co::set_route_hook(assay::ui::coordinator_hook());  // the dashboard at /ui/
   auto coord = co::Coordinator::open(opts);
   if (!coord.ok()) return fail(coord.status().message());
   std::string port_file = o.port_file;
   so.on_listening = [&](int port) {
     std::cout << "assay coordinator: listening on http://" << so.host << ":" << port
-              << " (db " << o.db << ")" << std::endl;
+              << " (db " << o.db << ", durability " << o.durability << ")" << std::endl;
     // The token rides in the fragment, which browsers never send to a server.
     std::cout << "assay coordinator: dashboard at http://" << so.host << ":" << port
               << "/ui/#token=" << *user << std::endl;
@@ -145,6 +147,11 @@ void add_coordinator(CLI::App& app) {
                 "Most rows one /v1/query may ask for (its max_rows)")
       ->capture_default_str()
       ->check(CLI::Range(size_t{1}, size_t{100000000}));
+  c->add_option("--durability", o->durability,
+                "When an acknowledged write is durable: normal = it survives a crash of this "
+                "process; full = also power loss and OS crashes (WAL fsync at every commit)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"full", "normal"}));
   c->footer(
       "\nState lives in the database: after a crash, restart with the same --db and queued\n"
       "runs stay queued, running runs stay with workers that reconnect within the lease ttl.\n"

@@ -219,20 +219,26 @@ void add_runs(CLI::App& app) {
     std::vector<std::string> params;
     int limit = 1000;
     bool json = false;
+    bool pruned = false;
   };
   auto o = std::make_shared<O>();
   auto c = std::make_shared<Conn>();
   auto* s = app.add_subcommand("runs", "List runs, filtered by sweep, state and params");
   s->add_option("--sweep", o->sweep, "Sweep name");
-  s->add_option("--state", o->state, "queued|leased|running|succeeded|failed|cancelled");
+  auto* state_opt =
+      s->add_option("--state", o->state, "queued|leased|running|succeeded|failed|cancelled|pruned");
+  s->add_flag("--pruned", o->pruned, "Only runs an adaptive search stopped at a rung (--state pruned)")
+      ->excludes(state_opt);
   s->add_option("--param", o->params, "KEY=VALUE equality on a param (repeatable)");
   s->add_option("--limit", o->limit, "Most runs to list")->capture_default_str();
   s->add_flag("--json", o->json, "Print JSON");
   add_conn_flags(s, c);
-  s->footer("\nExamples:\n  assay runs --sweep lr-search --state failed\n  assay runs --param lr=0.001 --json");
+  s->footer("\nExamples:\n  assay runs --sweep lr-search --state failed\n  assay runs --param lr=0.001 --json\n"
+            "  assay runs --sweep asha-lr --pruned");
   s->callback([o, c] {
     auto cl = connect(*c);
     if (!cl.ok()) return assay::cli::set_exit_code(fail("runs", cl.status()));
+    if (o->pruned) o->state = "pruned";
     std::string q = "/v1/runs?limit=" + std::to_string(o->limit);
     if (!o->sweep.empty()) q += "&sweep=" + co::url_encode(o->sweep);
     if (!o->state.empty()) q += "&state=" + co::url_encode(o->state);
@@ -505,7 +511,9 @@ void add_export(CLI::App& app) {
   s->add_option("-o,--output", o->out, "Write to this file instead of stdout");
   add_conn_flags(s, c);
   s->footer("\nOne row per run: id, name, state, failure_reason, attempt, each param, and\n"
-            "<metric>_final for each metric.\n\nExample:\n  assay export --sweep lr-search --format csv -o lr.csv");
+            "<metric>_final for each metric; for an adaptive search, `rungs`: the run's rung\n"
+            "decisions as a JSON array of {bracket, rung, step, reported_step, values, cutoff,\n"
+            "decision}.\n\nExample:\n  assay export --sweep lr-search --format csv -o lr.csv");
   s->callback([o, c] {
     auto cl = connect(*c);
     if (!cl.ok()) return assay::cli::set_exit_code(fail("export", cl.status()));
@@ -534,10 +542,22 @@ void add_export(CLI::App& app) {
     }
     for (auto& r : runs)
       for (auto& [k, _] : r["params"].items()) param_keys.insert(k);
+    // Rung history of an adaptive search (migration 0008), one JSON array per run.
+    Json rq = {{"sql", "SELECT run_id, json_group_array(json_object('bracket', bracket, 'rung', rung, "
+                       "'step', step, 'reported_step', reported_step, 'values', json(values_json), "
+                       "'cutoff', json(cutoff_json), 'decision', decision)) FROM (SELECT * FROM "
+                       "search_rungs WHERE sweep_id = " + std::to_string(sid) +
+                       " ORDER BY run_id, bracket, rung) GROUP BY run_id"},
+               {"max_rows", 1000000}};
+    auto rg = (*cl)->call("POST", "/v1/query", &rq);
+    if (!rg.ok()) return assay::cli::set_exit_code(fail("export", rg.status()));
+    std::map<int64_t, std::string> rungs;
+    for (auto& row : (*rg)["rows"]) rungs[row[0].get<int64_t>()] = text_of(row[1]);
     assay::store::QueryResult out;
     out.columns = {"run_id", "name", "state", "failure_reason", "attempt"};
     for (auto& k : param_keys) out.columns.push_back(k);
     for (auto& k : metric_keys) out.columns.push_back(k + "_final");
+    if (!rungs.empty()) out.columns.push_back("rungs");
     bool csv = o->format == "csv";
     auto cell = [csv](const Json& v) -> assay::store::Cell {
       if (v.is_null()) return std::monostate{};
@@ -553,6 +573,10 @@ void add_export(CLI::App& app) {
       for (auto& k : param_keys) row.push_back(r["params"].contains(k) ? cell(r["params"][k]) : std::monostate{});
       auto& f = finals[r["id"].get<int64_t>()];
       for (auto& k : metric_keys) row.push_back(f.count(k) ? cell(f[k]) : std::monostate{});
+      if (!rungs.empty()) {
+        auto it = rungs.find(r["id"].get<int64_t>());
+        row.push_back(it != rungs.end() ? assay::store::Cell(it->second) : std::monostate{});
+      }
       out.rows.push_back(std::move(row));
     }
     std::ofstream file;

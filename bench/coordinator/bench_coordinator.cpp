@@ -1,7 +1,9 @@
 // Coordinator benchmarks on loopback, with the coordinator served in-process
 // on its own thread (the same single-threaded server the daemon runs).
-//   dispatch:    10,000 trivial runs across 50 simulated workers; runs started
-//                per second and p50/p99 submit->start latency.
+//   dispatch:    10,000 trivial runs across 50 simulated workers; runs
+//                dispatched per second over the whole wall-clock window
+//                (first submit -> last start; the headline) and p50/p99
+//                submit->start latency.
 //   ingest:      metric points/s from 8 concurrent runs through HTTP into
 //                SQLite, next to a raw SQLite bulk insert of the same rows.
 //   leaderboard: best final metric per sweep, top 20, over 10,000 runs.
@@ -41,10 +43,12 @@ struct Server {
   std::atomic<int> port{0};
   std::string dir;
 
-  explicit Server(double ttl = 30) {
+  // durability: "full" | "normal"; empty = the coordinator's default.
+  explicit Server(double ttl = 30, const std::string& durability = "") {
     char tmpl[] = "/tmp/assay_bench_coord_XXXXXX";
     dir = mkdtemp(tmpl);
     Options o;
+    if (!durability.empty()) o.durability = durability;
     o.db_path = dir + "/bench.db";
     o.user_token = "user";
     o.worker_token = "worker";
@@ -117,6 +121,9 @@ void bench_dispatch() {
   }
   HttpClient user(srv.ep(), "user", 60);
   double t0 = wall();
+  // The same instant on the clock the database's started_at uses.
+  const double t0_unix =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
   go = true;
   for (int s = 0; s < kRuns / kPerSweep; ++s) {
     Json vals = Json::array();
@@ -139,15 +146,22 @@ void bench_dispatch() {
   }
   std::printf("dispatch: %d runs, %d workers: submit %.2f s, all finished %.2f s\n", kRuns,
               kWorkers, t_submitted - t0, t1 - t0);
-  std::printf("dispatch: runs started/s %.0f (wall, submit start -> last finish: %.0f)\n",
+  // Headline: what a user waits for, from the first submit request to the
+  // last run started. The rate between the first and the last start leaves
+  // out the submit and ramp-up (8-10% higher); it is secondary.
+  std::printf("dispatch: runs dispatched/s %.0f (wall clock, submit start -> last start)\n",
+              kRuns / std::max(1e-9, last - t0_unix));
+  std::printf("dispatch:   secondary: started/s between first and last start %.0f; "
+              "submit start -> last finish %.0f/s\n",
               kRuns / std::max(1e-9, last - first), kRuns / (t1 - t0));
   std::printf("dispatch: submit->start latency p50 %.1f ms, p99 %.1f ms\n", 1e3 * pct(lat, 0.5),
               1e3 * pct(lat, 0.99));
 }
 
-void bench_ingest() {
+// durability: as `assay coordinator --durability` (empty: its default).
+void bench_ingest(const std::string& durability) {
   const int kRuns = 8, kBatches = 100, kPoints = 2000;  // 8 * 100 * 2000 = 1.6M points
-  Server srv;
+  Server srv(30, durability);
   HttpClient user(srv.ep(), "user", 60);
   Json spec = {{"name", "ingest"}, {"command", "true {x}"},
                {"space", {{"x", {{"type", "grid"}, {"values", {0, 1, 2, 3, 4, 5, 6, 7}}}}}}};
@@ -231,8 +245,11 @@ void bench_ingest() {
   sqlite3_close(db);
   Json q = {{"sql", "SELECT COUNT(*) FROM metrics"}};
   int64_t stored = must(user.call("POST", "/v1/query", &q), "count")["rows"][0][0];
-  std::printf("ingest: %.0f points (%d runs x %d batches x %d) via HTTP in %.2f s: %.0f points/s; stored %lld\n",
-              total, kRuns, kBatches, kPoints, http_s, total / http_s, static_cast<long long>(stored));
+  Json health = must(user.call("GET", "/v1/health"), "health");
+  std::printf("ingest: %.0f points (%d runs x %d batches x %d) via HTTP in %.2f s: %.0f points/s; "
+              "stored %lld; durability %s\n",
+              total, kRuns, kBatches, kPoints, http_s, total / http_s,
+              static_cast<long long>(stored), health.value("durability", "normal").c_str());
   std::printf("ingest: raw SQLite bulk insert %.2f s: %.0f points/s; HTTP/raw = %.2f\n", raw_s,
               total / raw_s, raw_s / http_s);
 }
@@ -298,7 +315,8 @@ int main(int argc, char** argv) {
   std::string which = argc > 1 ? argv[1] : "all";
   std::printf("machine: %u hardware threads\n", std::thread::hardware_concurrency());
   if (which == "dispatch" || which == "all") bench_dispatch();
-  if (which == "ingest" || which == "all") bench_ingest();
+  // ingest [full|normal]: the coordinator's durability mode.
+  if (which == "ingest" || which == "all") bench_ingest(argc > 2 ? argv[2] : "");
   if (which == "leaderboard" || which == "all") bench_leaderboard();
   return 0;
 }

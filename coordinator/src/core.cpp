@@ -7,6 +7,7 @@
 #include "assay/json_limits.h"
 #include "assay/version.h"
 #include "core_internal.h"
+#include "search_driver.h"
 
 namespace assay::coordinator {
 
@@ -42,6 +43,9 @@ Result<std::unique_ptr<Coordinator>> Coordinator::open(const Options& opts_in) {
   impl->opts = opts;
   store::OpenOptions so;
   so.clock = opts.clock;
+  auto durability = store::parse_durability(opts.durability);
+  if (!durability.ok()) return durability.status().with_context("coordinator: option durability");
+  so.durability = *durability;
   ASSAY_ASSIGN_OR_RETURN(impl->db, store::Store::open(opts.db_path, so));
   std::error_code ec;
   fs::create_directories(opts.logs_dir, ec);
@@ -204,6 +208,10 @@ Status Coordinator::Impl::lose_lease(int64_t run_id, const std::string& why) {
   if (t.to == store::RunState::kQueued) {
     ASSAY_ASSIGN_OR_RETURN(auto again, db->get_run(run_id));
     sched.enqueue(needs_of(again));
+  } else if (t.to == store::RunState::kFailed) {
+    // A sampled sweep must not stall when its last run in flight is lost.
+    ASSAY_ASSIGN_OR_RETURN(auto ended, db->get_run(run_id));
+    search_on_lost(*this, ended);
   }
   return Status::Ok();
 }
@@ -421,7 +429,9 @@ Response Coordinator::Impl::route(const Request& req) {
     return error_response(404, "not_found", "no such path: " + t.path + " (the API is under /v1)");
   if (s.size() == 2 && s[1] == "health") {
     if (m != "GET") return error_response(405, "method_not_allowed", "use GET /v1/health");
-    return json_response(200, {{"ok", true}, {"version", assay::kVersion}});
+    return json_response(200, {{"ok", true},
+                               {"version", assay::kVersion},
+                               {"durability", std::string(store::to_string(db->durability()))}});
   }
   bool worker_api = s.size() >= 2 && s[1] == "worker";
   Role role = role_of(opts, req.authorization);
@@ -545,6 +555,8 @@ Response Coordinator::Impl::route(const Request& req) {
     if (auto e = method("POST")) return *e;
     return h_query(body, req.can_defer);
   }
+  if (top == "slurm" && s.size() == 4 && s[2] == "jobs")  // handlers_slurm.cpp
+    return m == "POST" ? slurm_job_ended(*this, s[3], body) : *method("POST");
   return not_found();
 }
 

@@ -146,4 +146,7 @@ struct Coordinator::Impl {
   Response h_query(const Json& body, bool defer);
 };
 
+// POST /v1/slurm/jobs/{job} (handlers_slurm.cpp).
+Response slurm_job_ended(Coordinator::Impl& c, const std::string& job, const Json& body);
+
 }  // namespace assay::coordinator

@@ -49,6 +49,7 @@
 #include "assay/eval_key.h"
 #include "assay/sweep_expand.h"
 #include "core_internal.h"
+#include "search_driver.h"
 
 namespace assay::coordinator {
 
@@ -397,10 +398,14 @@ Status Coordinator::Impl::on_succeeded(const store::Run& r, std::vector<int64_t>
     EvalMaker m{*this, r};
     ASSAY_RETURN_IF_ERROR(m.finals(hooks, created));
   }
-  return copy_eval_metrics(*this, r.id);
+  ASSAY_RETURN_IF_ERROR(copy_eval_metrics(*this, r.id));
+  // Adaptive search: a rung of the producer may have waited for this eval.
+  return search_on_eval_results(*this, r);
 }
 
 Status Coordinator::Impl::on_metrics(const store::Run& r) {
+  // Adaptive search: rung decisions on the new points (search_driver.cpp).
+  ASSAY_RETURN_IF_ERROR(search_on_metrics(*this, r));
   if (r.state != store::RunState::kSucceeded) return Status::Ok();
   return copy_eval_metrics(*this, r.id);
 }

@@ -219,7 +219,7 @@ Response Coordinator::Impl::h_list_runs(const Target& t) {
       if (!s.ok())
         return error_response(400, "bad_request",
                               "query 'state': expected queued|leased|running|succeeded|failed|"
-                              "cancelled, got '" + v + "'");
+                              "cancelled|pruned, got '" + v + "'");
       f.state = *s;
     } else if (k == "after") {
       auto a = parse_int(v, "query 'after'");

@@ -7,6 +7,8 @@
 #include "core_internal.h"
 #include "metric_batch.h"
 #include "outcome.h"
+#include "worker_pipeline.h"
+#include "search_driver.h"  // adaptive search hook in h_finished
 
 namespace assay::coordinator {
 
@@ -208,6 +210,7 @@ Status Coordinator::Impl::sample_gpus(const WorkerInfo& w, double t) {
 Response Coordinator::Impl::h_heartbeat(const Json& body) {
   TRY_FIELD(std::string id, worker_id_of(body));
   TRY_FIELD(std::string instance, get_string(body, "instance", std::string()));
+  if (body.contains("reports")) return apply_reports(*this, id, instance, body["reports"]);
   Json active = body.contains("active") ? body["active"] : Json::array();
   if (!active.is_array()) return bad(Status::Invalid("field 'active': expected an array"));
   std::vector<std::pair<int64_t, int64_t>> act;
@@ -279,16 +282,21 @@ Response Coordinator::Impl::h_lease(const Json& body, bool wait_expired) {
   TRY_FIELD(std::string id, worker_id_of(body));
   TRY_FIELD(int64_t max_runs, get_int(body, "max_runs", 1));
   TRY_FIELD(double wait_s, get_number(body, "wait_s", 0.0));
+  TRY_FIELD(int64_t ahead, get_int(body, "ahead", 0));
   if (max_runs < 1 || max_runs > 1024)
     return bad(Status::Invalid("field 'max_runs': expected 1..1024, got " +
                                std::to_string(max_runs)));
   if (wait_s < 0) return bad(Status::Invalid("field 'wait_s': expected >= 0"));
+  if (ahead < 0 || ahead > 1024)
+    return bad(Status::Invalid("field 'ahead': expected 0..1024 runs held ahead, got " +
+                               std::to_string(ahead)));
   WorkerInfo* w = sched.worker(id);
   if (!w) return unknown_worker(id);
   double t = now();
   w->last_heartbeat = t;
   sched.renew(id, t + ttl());
-  auto assigned = sched.lease(id, static_cast<int>(max_runs), t + ttl());
+  auto assigned = lease_ahead(*this, *w, static_cast<int>(max_runs), static_cast<int>(ahead),
+                              t + ttl());
   if (assigned.empty()) {
     if (wait_s > 0 && !wait_expired) {
       Response r;
@@ -412,6 +420,8 @@ Response Coordinator::Impl::h_finished(int64_t run_id, const Json& body) {
   TRY_FIELD(bool timed_out, get_bool(body, "timed_out", false));
   TRY_FIELD(bool cancelled, get_bool(body, "cancelled", false));
   TRY_FIELD(bool preempted, get_bool(body, "preempted", false));
+  // v1.11: a run leased ahead and handed back before it was started.
+  TRY_FIELD(bool unstarted, get_bool(body, "unstarted", false));
   TRY_FIELD(std::string spawn_error, get_string(body, "spawn_error", std::string()));
   TRY_FIELD(std::string tail, get_string(body, "log_tail", std::string()));
   TRY_FIELD(int64_t malformed, get_int(body, "malformed_metric_lines", 0));
@@ -454,8 +464,9 @@ Response Coordinator::Impl::h_finished(int64_t run_id, const Json& body) {
   Response err;
   auto r = worker_run(run_id, id, attempt, true, &err);
   if (!r) return err;
-  auto outcome = [](const store::Run& x) {
+  auto outcome = [this](const store::Run& x) {
     return Json{{"state", std::string(store::to_string(x.state))},
+                {"durability", std::string(store::to_string(db->durability()))},
                 {"failure_reason", x.failure_reason
                                        ? Json(std::string(store::to_string(*x.failure_reason)))
                                        : Json(nullptr)}};
@@ -471,7 +482,15 @@ Response Coordinator::Impl::h_finished(int64_t run_id, const Json& body) {
   rep.timeout_s = r->timeout_s;
   RunOutcome oc = classify_outcome(
       rep, [&] { return tail + "\n" + log_tail(run_id, r->attempt, 8192); });
-  if (oc.state == store::RunState::kQueued) return requeue_preempted(*this, *r, id, oc.detail);
+  // Adaptive search (search_driver.cpp): a run stopped at a rung ends pruned,
+  // and a sampled sweep proposes its next runs.
+  search_on_finished(*this, *r, &oc);
+  if (oc.state == store::RunState::kQueued)
+    return requeue_preempted(*this, *r, id,
+                             unstarted && preempted && r->state == store::RunState::kLeased
+                                 ? "was handed back unstarted (leased ahead; the worker stopped "
+                                   "leasing)"
+                                 : oc.detail);
   store::Transition tr;
   tr.run_id = run_id;
   tr.actor = "worker:" + id;
@@ -613,7 +632,12 @@ Response Coordinator::Impl::h_metrics_batch(int64_t run_id, MetricBatch b) {
   });
   if (!st.ok()) return status_response(st);
   sched.renew(id, t + ttl());
-  return json_response(200, {{"accepted", duplicate ? 0 : points.size()}, {"duplicate", duplicate}});
+  // A stop decided on these very points (an ASHA rung) reaches the worker
+  // with this reply, one metric flush after the decision, not a heartbeat.
+  return json_response(200, {{"accepted", duplicate ? 0 : points.size()},
+                             {"duplicate", duplicate},
+                             {"cancel", cancel_requested.count(run_id) != 0},
+                             {"durability", std::string(store::to_string(db->durability()))}});
 }
 
 Response Coordinator::Impl::h_log_chunk(int64_t run_id, const Target& t, const std::string& data) {

@@ -1,10 +1,12 @@
 #include "assay/sweep_expand.h"
 
+#include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <cstdio>
 
 #include "assay/hash.h"
+#include "assay/search.h"
 
 namespace assay::coordinator {
 namespace {
@@ -154,7 +156,53 @@ std::string sweep_content_hash(const Json& raw) {
   return sha256_hex(schemas::canonical_json(raw));
 }
 
+bool is_sampled_sweep(const Json& raw) {
+  return raw.is_object() && (raw.contains("sampler") || raw.contains("max_concurrent"));
+}
+
+Result<ExpandedRun> sampled_run(const schemas::SweepSpec& spec, int k, const Json& params) {
+  ExpandedRun run;
+  run.index = k;
+  run.params = params;
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "%04d", k);
+  run.name = spec.name + "-" + buf;
+  auto cmd = render_command(spec.command, run.params);
+  if (!cmd.ok()) return cmd.status().with_context("sweep " + spec.name);
+  run.command = std::move(cmd).value();
+  return run;
+}
+
+namespace {
+
+// The first proposals of a sampled sweep, drawn before any result exists
+// (the same draws the driver would make with no results).
+Result<std::vector<ExpandedRun>> first_samples(const schemas::SweepSpec& spec,
+                                               const SearchSpec& search) {
+  if (!spec.seeds.empty())
+    return Status::Invalid("sweep " + spec.name +
+                           ": /seeds: expected no replicate seeds with a sampler (each sample "
+                           "is one run; put a seed dimension in /space), got " +
+                           Json(spec.seeds).dump());
+  const int n = search.max_concurrent > 0 ? std::min(search.max_concurrent, search.samples)
+                                          : search.samples;
+  std::vector<ExpandedRun> runs;
+  for (int k = 0; k < n; ++k) {
+    ASSAY_ASSIGN_OR_RETURN(Json params, propose(search, k, {}));
+    ASSAY_ASSIGN_OR_RETURN(ExpandedRun run, sampled_run(spec, k, params));
+    runs.push_back(std::move(run));
+  }
+  return runs;
+}
+
+}  // namespace
+
 Result<std::vector<ExpandedRun>> expand_sweep(const schemas::SweepSpec& spec) {
+  if (has_search(spec.raw)) {
+    ASSAY_ASSIGN_OR_RETURN(SearchSpec search,
+                           parse_search_spec(spec.raw, spec.space, "sweep " + spec.name));
+    if (is_sampled_sweep(spec.raw)) return first_samples(spec, search);
+  }
   std::vector<std::pair<std::string, const Dim*>> grid, random;
   for (const auto& [name, dim] : spec.space) {  // std::map: sorted by name
     if (dim.kind == Dim::Kind::kGrid) {

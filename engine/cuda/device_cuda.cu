@@ -1,28 +1,51 @@
-// Device queries of the CUDA build (the no-CUDA answers are in src/device.cpp).
-#include "assay/engine_cuda.h"
+// The module's entry points (engine_cuda_module.h): device queries and model
+// creation, exported as C symbols for the engine's loader.
+#include <cstdint>
+
 #include "cuda_common.cuh"
+#include "cuda_model.cuh"
 
 namespace assay::engine::cuda {
 
-bool built_with_cuda() { return true; }
-
-Result<int> cuda_device_count() {
+Result<int> visible_device_count() {
   int n = 0;
   const cudaError_t e = cudaGetDeviceCount(&n);
   if (e != cudaSuccess) {
     (void)cudaGetLastError();  // clear it so later runtime calls start clean
     return Status::FailedPrecondition(std::string("no usable CUDA device: cudaGetDeviceCount returned ") +
                                       cudaGetErrorName(e) + " (" + cudaGetErrorString(e) +
-                                      "); use --device cpu");
+                                      "); a GPU needs the NVIDIA driver (libcuda.so.1 and the nvidia kernel "
+                                      "module); use --device cpu");
   }
   return n;
 }
 
-Result<std::string> device_name(int index) {
-  cudaDeviceProp p{};
-  ACU_CHECK(cudaGetDeviceProperties(&p, index));
-  return std::string(p.name) + " (sm_" + std::to_string(p.major) + std::to_string(p.minor) + ", " +
-         std::to_string(p.totalGlobalMem >> 30) + " GiB)";
+namespace {
+
+class CudaModule final : public Module {
+ public:
+  Result<int> device_count() override { return visible_device_count(); }
+
+  Result<std::string> device_name(int index) override {
+    cudaDeviceProp p{};
+    ACU_CHECK(cudaGetDeviceProperties(&p, index));
+    return std::string(p.name) + " (sm_" + std::to_string(p.major) + std::to_string(p.minor) + ", " +
+           std::to_string(p.totalGlobalMem >> 30) + " GiB)";
+  }
+
+  Result<std::unique_ptr<DeviceModel>> create_model(const ModelInit& init) override {
+    return CudaModel::create(init);
+  }
+};
+
+}  // namespace
+}  // namespace assay::engine::cuda
+
+extern "C" __attribute__((visibility("default"))) uint64_t assay_cuda_module_abi() {
+  return assay::engine::cuda::kModuleAbiValue;
 }
 
-}  // namespace assay::engine::cuda
+extern "C" __attribute__((visibility("default"))) assay::engine::cuda::Module* assay_cuda_module() {
+  static assay::engine::cuda::CudaModule module;
+  return &module;
+}

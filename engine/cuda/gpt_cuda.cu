@@ -1,13 +1,13 @@
-// CudaGPT: the GPT of model.cpp with parameters, gradients, AdamW state and
-// activations on one CUDA device. The forward/backward sequence mirrors
-// GPT::Impl::forward_impl/backward_impl op for op, calling the kernels of
-// kernels.cuh instead of engine_ops.h.
+// CudaModel, the device model behind CudaGPT: the GPT of model.cpp with
+// parameters, gradients, AdamW state and activations on one CUDA device. The
+// forward/backward sequence mirrors GPT::Impl::forward_impl/backward_impl op
+// for op, calling the kernels of kernels.cuh instead of engine_ops.h.
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
-#include "assay/engine_cuda.h"
 #include "cuda_common.cuh"
+#include "cuda_model.cuh"
 #include "kernels.cuh"
 
 namespace assay::engine::cuda {
@@ -69,7 +69,7 @@ Status download(void* dst, const void* src, size_t bytes, const char* what) {
 
 }  // namespace
 
-struct CudaGPT::Impl {
+struct CudaModel::Impl {
   GPTConfig cfg;
   Mode mode = Mode::kTrain;
   int device = 0;
@@ -92,14 +92,14 @@ struct CudaGPT::Impl {
     ACU_CHECK(cudaSetDevice(device));
     return Status::Ok();
   }
-  void build_layout();
+  void build_layout(std::span<const ParamTensor> layout);
   Status ensure_activations(int B_, int T_);
   Status forward_impl();
   Status backward_impl();
 };
 
-void CudaGPT::Impl::build_layout() {
-  info = param_layout(cfg);
+void CudaModel::Impl::build_layout(std::span<const ParamTensor> layout) {
+  info.assign(layout.begin(), layout.end());
   wte = info[0].offset;
   wpe = info[1].offset;
   layers.clear();
@@ -112,7 +112,7 @@ void CudaGPT::Impl::build_layout() {
   lnfb = info[info.size() - 1].offset;
 }
 
-Status CudaGPT::Impl::ensure_activations(int B_, int T_) {
+Status CudaModel::Impl::ensure_activations(int B_, int T_) {
   if (B_ == B && T_ == T) return Status::Ok();
   B = T = 0;  // stays 0 if an allocation fails
   const size_t BT = (size_t)B_ * T_, C = cfg.n_embd, NH = cfg.n_head, V = cfg.vocab_size;
@@ -157,7 +157,7 @@ Status CudaGPT::Impl::ensure_activations(int B_, int T_) {
   return Status::Ok();
 }
 
-Status CudaGPT::Impl::forward_impl() {
+Status CudaModel::Impl::forward_impl() {
   using namespace k;
   const int BT = B * T, C = cfg.n_embd, NH = cfg.n_head, V = cfg.vocab_size;
   const size_t s = mode == Mode::kTrain ? 1 : 0;
@@ -199,7 +199,7 @@ Status CudaGPT::Impl::forward_impl() {
   return head_forward(logits.get(), lnf.get(), p + wte, BT, C, V);
 }
 
-Status CudaGPT::Impl::backward_impl() {
+Status CudaModel::Impl::backward_impl() {
   using namespace k;
   const int BT = B * T, C = cfg.n_embd, NH = cfg.n_head, V = cfg.vocab_size, L = cfg.n_layer;
   const size_t att_n = (size_t)B * NH * T * T;
@@ -258,27 +258,33 @@ Status CudaGPT::Impl::backward_impl() {
 
 // ---------------------------------------------------------------- API
 
-CudaGPT::CudaGPT(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
-CudaGPT::CudaGPT(CudaGPT&&) noexcept = default;
-CudaGPT& CudaGPT::operator=(CudaGPT&&) noexcept = default;
-CudaGPT::~CudaGPT() {
+CudaModel::CudaModel(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+CudaModel::~CudaModel() {
   if (impl_) cudaSetDevice(impl_->device);  // buffers are freed on their device
 }
 
-Result<CudaGPT> CudaGPT::create(const GPT& host, int device_index, Mode mode) {
-  ASSAY_ASSIGN_OR_RETURN(int n, cuda_device_count());
+Result<std::unique_ptr<DeviceModel>> CudaModel::create(const ModelInit& init) {
+  const int device_index = init.device;
+  const Mode mode = init.mode;
+  const size_t np = init.params.size();
+  const size_t want_tensors = 4 + 12 * (size_t)std::max(init.config.n_layer, 0);
+  if (init.layout.size() != want_tensors ||
+      init.layout.back().offset + init.layout.back().numel != np)
+    return Status::Invalid("CudaGPT: the host parameters (" + std::to_string(np) + " floats in " +
+                           std::to_string(init.layout.size()) +
+                           " tensors) do not match the parameter layout of the config");
+  ASSAY_ASSIGN_OR_RETURN(int n, visible_device_count());
   if (device_index < 0 || device_index >= n)
     return Status::Invalid("CudaGPT: device ordinal " + std::to_string(device_index) + " out of range (" +
                            std::to_string(n) + " CUDA device(s) visible)");
   auto impl = std::make_unique<Impl>();
-  impl->cfg = host.config();
+  impl->cfg = init.config;
   impl->mode = mode;
   impl->device = device_index;
   ASSAY_RETURN_IF_ERROR(impl->use());
-  impl->build_layout();
-  const size_t np = host.num_params();
+  impl->build_layout(init.layout);
   ASSAY_RETURN_IF_ERROR(impl->params.alloc(np, "parameters"));
-  ASSAY_RETURN_IF_ERROR(upload(impl->params.get(), host.params().data(), np * sizeof(float), "parameters"));
+  ASSAY_RETURN_IF_ERROR(upload(impl->params.get(), init.params.data(), np * sizeof(float), "parameters"));
   if (mode == Mode::kTrain) {
     ASSAY_RETURN_IF_ERROR(impl->grads.alloc(np, "gradients"));
     ASSAY_RETURN_IF_ERROR(impl->grads.zero());
@@ -292,19 +298,19 @@ Result<CudaGPT> CudaGPT::create(const GPT& host, int device_index, Mode mode) {
     ASSAY_RETURN_IF_ERROR(impl->decay.alloc(np, "AdamW decay mask"));
     ASSAY_RETURN_IF_ERROR(upload(impl->decay.get(), mask.data(), np, "AdamW decay mask"));
   }
-  return CudaGPT(std::move(impl));
+  return std::unique_ptr<DeviceModel>(new CudaModel(std::move(impl)));
 }
 
-const GPTConfig& CudaGPT::config() const { return impl_->cfg; }
-Mode CudaGPT::mode() const { return impl_->mode; }
-size_t CudaGPT::num_params() const { return impl_->params.size(); }
-int CudaGPT::device_index() const { return impl_->device; }
-int CudaGPT::batch_B() const { return impl_->B; }
-int CudaGPT::batch_T() const { return impl_->T; }
-float* CudaGPT::logits_device() { return impl_->logits.get(); }
-int64_t CudaGPT::adamw_t() const { return impl_->t; }
+const GPTConfig& CudaModel::config() const { return impl_->cfg; }
+Mode CudaModel::mode() const { return impl_->mode; }
+size_t CudaModel::num_params() const { return impl_->params.size(); }
+int CudaModel::device_index() const { return impl_->device; }
+int CudaModel::batch_B() const { return impl_->B; }
+int CudaModel::batch_T() const { return impl_->T; }
+float* CudaModel::logits_device() { return impl_->logits.get(); }
+int64_t CudaModel::adamw_t() const { return impl_->t; }
 
-Status CudaGPT::forward(const int32_t* tokens, int B, int T) {
+Status CudaModel::forward(const int32_t* tokens, int B, int T) {
   const GPTConfig& c = impl_->cfg;
   if (B < 1) return Status::Invalid("CudaGPT::forward: B must be >= 1, got " + std::to_string(B));
   if (T < 1 || T > c.n_positions)
@@ -323,7 +329,7 @@ Status CudaGPT::forward(const int32_t* tokens, int B, int T) {
   return k::sync("CudaGPT::forward");
 }
 
-Status CudaGPT::copy_logits(std::span<float> out) const {
+Status CudaModel::copy_logits(std::span<float> out) const {
   const size_t n = (size_t)impl_->B * impl_->T * impl_->cfg.vocab_size;
   if (impl_->B == 0) return Status::FailedPrecondition("CudaGPT::copy_logits: no forward() yet");
   if (out.size() != n)
@@ -333,7 +339,7 @@ Status CudaGPT::copy_logits(std::span<float> out) const {
   return download(out.data(), impl_->logits.get(), n * sizeof(float), "logits");
 }
 
-Status CudaGPT::copy_hidden(std::span<float> out) const {
+Status CudaModel::copy_hidden(std::span<float> out) const {
   const size_t n = (size_t)impl_->B * impl_->T * impl_->cfg.n_embd;
   if (impl_->B == 0) return Status::FailedPrecondition("CudaGPT::copy_hidden: no forward() yet");
   if (out.size() != n)
@@ -359,7 +365,7 @@ Status check_targets(const char* fn, int B, const int32_t* targets, size_t n, in
 
 }  // namespace
 
-Result<DeviceLoss> CudaGPT::cross_entropy_backward(const int32_t* targets, const float* weights,
+Result<DeviceLoss> CudaModel::cross_entropy_backward(const int32_t* targets, const float* weights,
                                                    double grad_scale) {
   Impl& m = *impl_;
   const size_t n = (size_t)m.B * m.T;
@@ -389,7 +395,7 @@ Result<DeviceLoss> CudaGPT::cross_entropy_backward(const int32_t* targets, const
   return out;
 }
 
-Status CudaGPT::logprob_gather(const int32_t* targets, std::span<float> row_logp, const float* row_coef) {
+Status CudaModel::logprob_gather(const int32_t* targets, std::span<float> row_logp, const float* row_coef) {
   Impl& m = *impl_;
   const size_t n = (size_t)m.B * m.T;
   if (!targets) return Status::Invalid("CudaGPT::logprob_gather: targets are required");
@@ -412,7 +418,7 @@ Status CudaGPT::logprob_gather(const int32_t* targets, std::span<float> row_logp
   return download(row_logp.data(), m.row_out1.get(), n * sizeof(float), "row log-probs");
 }
 
-Result<DeviceLoss> CudaGPT::distill_backward(const float* teacher_logits, DistillKind kind, double tau,
+Result<DeviceLoss> CudaModel::distill_backward(const float* teacher_logits, DistillKind kind, double tau,
                                              double weight, const int32_t* targets, const float* weights,
                                              double ce_weight) {
   Impl& m = *impl_;
@@ -464,7 +470,7 @@ Result<DeviceLoss> CudaGPT::distill_backward(const float* teacher_logits, Distil
   return out;
 }
 
-Status CudaGPT::backward() {
+Status CudaModel::backward() {
   if (impl_->mode != Mode::kTrain)
     return Status::FailedPrecondition("CudaGPT::backward: model is frozen (forward only)");
   if (impl_->B == 0) return Status::FailedPrecondition("CudaGPT::backward: no forward() yet");
@@ -473,7 +479,7 @@ Status CudaGPT::backward() {
   return k::sync("CudaGPT::backward");
 }
 
-Status CudaGPT::backward_from_host(const float* dlogits) {
+Status CudaModel::backward_from_host(const float* dlogits) {
   if (!dlogits) return Status::Invalid("CudaGPT::backward_from_host: dlogits is null");
   if (impl_->B == 0) return Status::FailedPrecondition("CudaGPT::backward_from_host: no forward() yet");
   ASSAY_RETURN_IF_ERROR(impl_->use());
@@ -481,13 +487,13 @@ Status CudaGPT::backward_from_host(const float* dlogits) {
   return backward();
 }
 
-Status CudaGPT::zero_grad() {
+Status CudaModel::zero_grad() {
   if (impl_->mode != Mode::kTrain) return Status::Ok();
   ASSAY_RETURN_IF_ERROR(impl_->use());
   return impl_->grads.zero();
 }
 
-Result<float> CudaGPT::clip_grad_norm(float max_norm) {
+Result<float> CudaModel::clip_grad_norm(float max_norm) {
   if (impl_->mode != Mode::kTrain)
     return Status::FailedPrecondition("CudaGPT::clip_grad_norm: model is frozen (no gradients)");
   ASSAY_RETURN_IF_ERROR(impl_->use());
@@ -501,7 +507,7 @@ Result<float> CudaGPT::clip_grad_norm(float max_norm) {
   return norm;
 }
 
-Status CudaGPT::adamw_step(const AdamWConfig& cfg, float lr) {
+Status CudaModel::adamw_step(const AdamWConfig& cfg, float lr) {
   if (impl_->mode != Mode::kTrain)
     return Status::FailedPrecondition("CudaGPT::adamw_step: model is frozen (no optimizer state)");
   ASSAY_RETURN_IF_ERROR(impl_->use());
@@ -514,14 +520,15 @@ Status CudaGPT::adamw_step(const AdamWConfig& cfg, float lr) {
   return k::sync("CudaGPT::adamw_step");
 }
 
-Status CudaGPT::download_params(GPT& host) const {
-  if (!(host.config() == impl_->cfg) || host.num_params() != impl_->params.size())
-    return Status::Invalid("CudaGPT::download_params: host model config differs from the device model's");
+Status CudaModel::download_params(std::span<float> out) const {
+  if (out.size() != impl_->params.size())
+    return Status::Invalid("CudaGPT::download_params: expected " + std::to_string(impl_->params.size()) +
+                           " floats, got " + std::to_string(out.size()));
   ASSAY_RETURN_IF_ERROR(impl_->use());
-  return download(host.params().data(), impl_->params.get(), impl_->params.size() * sizeof(float), "parameters");
+  return download(out.data(), impl_->params.get(), out.size() * sizeof(float), "parameters");
 }
 
-Status CudaGPT::download_grads(std::span<float> out) const {
+Status CudaModel::download_grads(std::span<float> out) const {
   if (impl_->mode != Mode::kTrain) return Status::FailedPrecondition("CudaGPT::download_grads: model is frozen");
   if (out.size() != impl_->grads.size())
     return Status::Invalid("CudaGPT::download_grads: expected " + std::to_string(impl_->grads.size()) +
@@ -530,7 +537,7 @@ Status CudaGPT::download_grads(std::span<float> out) const {
   return download(out.data(), impl_->grads.get(), out.size() * sizeof(float), "gradients");
 }
 
-Status CudaGPT::download_adam_state(std::span<float> m, std::span<float> v) const {
+Status CudaModel::download_adam_state(std::span<float> m, std::span<float> v) const {
   if (impl_->mode != Mode::kTrain)
     return Status::FailedPrecondition("CudaGPT::download_adam_state: model is frozen");
   const size_t n = impl_->params.size();

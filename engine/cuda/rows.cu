@@ -2,8 +2,8 @@
 // [B*T, V]; max/argmax and the sum of exponentials are block reductions.
 #include <vector>
 
-#include "assay/engine_cuda_rows.h"
 #include "cuda_common.cuh"
+#include "cuda_model.cuh"
 
 namespace assay::engine::cuda {
 
@@ -62,7 +62,7 @@ struct Buf {
   ~Buf() { if (p) cudaFree(p); }
 };
 
-Status check_rows(const CudaGPT& model, std::span<const int32_t> rows) {
+Status check_rows(const CudaModel& model, std::span<const int32_t> rows) {
   const int64_t n = static_cast<int64_t>(model.batch_B()) * model.batch_T();
   if (n <= 0) return Status::FailedPrecondition("row scores: no forward has run");
   for (size_t i = 0; i < rows.size(); ++i)
@@ -74,8 +74,9 @@ Status check_rows(const CudaGPT& model, std::span<const int32_t> rows) {
 
 }  // namespace
 
-Status row_scores(CudaGPT& model, std::span<const int32_t> rows, std::span<const int32_t> targets,
-                  std::span<RowScore> out) {
+Status CudaModel::row_scores(std::span<const int32_t> rows, std::span<const int32_t> targets,
+                             std::span<RowScore> out) {
+  CudaModel& model = *this;
   const int V = model.config().vocab_size;
   if (targets.size() != rows.size() || out.size() != rows.size())
     return Status::Invalid("row scores: rows, targets and out must have the same length");
@@ -102,14 +103,15 @@ Status row_scores(CudaGPT& model, std::span<const int32_t> rows, std::span<const
   return Status::Ok();
 }
 
-Status copy_logit_rows(const CudaGPT& model, std::span<const int32_t> rows, std::span<float> out) {
+Status CudaModel::copy_logit_rows(std::span<const int32_t> rows, std::span<float> out) const {
+  const CudaModel& model = *this;
   const int V = model.config().vocab_size;
   if (out.size() != rows.size() * static_cast<size_t>(V))
     return Status::Invalid("copy_logit_rows: out must hold rows.size() * vocab_size floats");
   ASSAY_RETURN_IF_ERROR(check_rows(model, rows));
   ACU_CHECK(cudaSetDevice(model.device_index()));
   // logits_device() is non-const only because loss calls write through it.
-  const float* logits = const_cast<CudaGPT&>(model).logits_device();
+  const float* logits = const_cast<CudaModel&>(model).logits_device();
   for (size_t i = 0; i < rows.size(); ++i)
     ACU_CHECK(cudaMemcpy(out.data() + i * V, logits + static_cast<size_t>(rows[i]) * V,
                          V * sizeof(float), cudaMemcpyDeviceToHost));

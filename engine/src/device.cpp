@@ -1,12 +1,18 @@
-// Device strings and, in a build without the CUDA backend, the device API
-// answering "no CUDA support" (engine/cuda/ holds the real implementation).
+// Device strings, device selection and the device queries, which open the
+// CUDA backend module only when they need it (engine_cuda_module.h).
 #include <charconv>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <string>
+#include <system_error>
 
 #include "assay/engine_cuda.h"
-#include "assay/engine_cuda_rows.h"
+#include "assay/engine_cuda_module.h"
 
 namespace assay::engine::cuda {
+
+namespace fs = std::filesystem;
 
 std::string Device::str() const { return is_cuda() ? "cuda:" + std::to_string(index) : "cpu"; }
 
@@ -27,7 +33,8 @@ Result<Device> parse_device(std::string_view s) {
 
 Result<Device> resolve_device(std::string_view s) {
   if (s.empty() || s == "auto") {
-    if (!built_with_cuda()) return Device{};
+    // Without a GPU the module is not even opened: a CPU run never maps CUDA.
+    if (!gpu_may_be_present() || !built_with_cuda()) return Device{};
     auto n = cuda_device_count();
     return (n.ok() && *n > 0) ? Device{Device::Kind::kCuda, 0} : Device{};
   }
@@ -43,66 +50,33 @@ Result<Device> resolve_device(std::string_view s) {
   return d;
 }
 
-#ifndef ASSAY_WITH_CUDA
-
-namespace {
-Status no_cuda() {
-  return Status::FailedPrecondition(
-      "this build has no CUDA support (nvcc was not found when it was built); use --device cpu");
-}
-}  // namespace
-
-bool built_with_cuda() { return false; }
-Result<int> cuda_device_count() { return no_cuda(); }
-Result<std::string> device_name(int) { return no_cuda(); }
-
-struct CudaGPT::Impl {};
-CudaGPT::CudaGPT(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
-CudaGPT::CudaGPT(CudaGPT&&) noexcept = default;
-CudaGPT& CudaGPT::operator=(CudaGPT&&) noexcept = default;
-CudaGPT::~CudaGPT() = default;
-
-Result<CudaGPT> CudaGPT::create(const GPT&, int, Mode) { return no_cuda(); }
-// No CudaGPT can exist in this build (create always fails), so the members
-// below are unreachable; they still answer with the same error.
-const GPTConfig& CudaGPT::config() const {
-  static const GPTConfig kNone{};
-  return kNone;
-}
-Mode CudaGPT::mode() const { return Mode::kFrozen; }
-size_t CudaGPT::num_params() const { return 0; }
-int CudaGPT::device_index() const { return -1; }
-Status CudaGPT::forward(const int32_t*, int, int) { return no_cuda(); }
-int CudaGPT::batch_B() const { return 0; }
-int CudaGPT::batch_T() const { return 0; }
-float* CudaGPT::logits_device() { return nullptr; }
-Status CudaGPT::copy_logits(std::span<float>) const { return no_cuda(); }
-Status CudaGPT::copy_hidden(std::span<float>) const { return no_cuda(); }
-Result<DeviceLoss> CudaGPT::cross_entropy_backward(const int32_t*, const float*, double) { return no_cuda(); }
-Status CudaGPT::logprob_gather(const int32_t*, std::span<float>, const float*) { return no_cuda(); }
-Result<DeviceLoss> CudaGPT::distill_backward(const float*, DistillKind, double, double, const int32_t*,
-                                             const float*, double) {
-  return no_cuda();
-}
-Status CudaGPT::backward() { return no_cuda(); }
-Status CudaGPT::backward_from_host(const float*) { return no_cuda(); }
-Status CudaGPT::zero_grad() { return no_cuda(); }
-Result<float> CudaGPT::clip_grad_norm(float) { return no_cuda(); }
-Status CudaGPT::adamw_step(const AdamWConfig&, float) { return no_cuda(); }
-int64_t CudaGPT::adamw_t() const { return 0; }
-Status CudaGPT::download_params(GPT&) const { return no_cuda(); }
-Status CudaGPT::download_grads(std::span<float>) const { return no_cuda(); }
-Status CudaGPT::download_adam_state(std::span<float>, std::span<float>) const { return no_cuda(); }
-
-// engine_cuda_rows.h
-Status row_scores(CudaGPT&, std::span<const int32_t>, std::span<const int32_t>,
-                  std::span<RowScore>) {
-  return no_cuda();
-}
-Status copy_logit_rows(const CudaGPT&, std::span<const int32_t>, std::span<float>) {
-  return no_cuda();
+bool gpu_may_be_present() {
+  // CUDA_VISIBLE_DEVICES="" hides every GPU (the worker sets it so for CPU runs).
+  if (const char* v = std::getenv("CUDA_VISIBLE_DEVICES"); v && *v == '\0') return false;
+  std::error_code ec;
+  for (const char* node : {"/dev/nvidiactl", "/dev/nvidia0", "/dev/dxg", "/proc/driver/nvidia/gpus"})
+    if (fs::exists(node, ec)) return true;
+  // The driver may create its device nodes on first use: an NVIDIA display or
+  // 3D controller on the PCI bus (vendor 0x10de, class 0x03xxxx) counts too.
+  for (fs::directory_iterator it("/sys/bus/pci/devices", ec), end; !ec && it != end; it.increment(ec)) {
+    std::ifstream vendor(it->path() / "vendor"), cls(it->path() / "class");
+    std::string v, c;
+    if ((vendor >> v) && (cls >> c) && v == "0x10de" && c.rfind("0x03", 0) == 0) return true;
+  }
+  return false;
 }
 
-#endif  // ASSAY_WITH_CUDA
+// The device queries go to the module, opened on first use (cuda_loader.cpp).
+bool built_with_cuda() { return load_module().ok(); }
+
+Result<int> cuda_device_count() {
+  ASSAY_ASSIGN_OR_RETURN(Module * m, load_module());
+  return m->device_count();
+}
+
+Result<std::string> device_name(int index) {
+  ASSAY_ASSIGN_OR_RETURN(Module * m, load_module());
+  return m->device_name(index);
+}
 
 }  // namespace assay::engine::cuda

@@ -9,9 +9,9 @@
 
 namespace assay::engine::lora {
 
-// LAPACK's SVD, shipped inside Debian's OpenBLAS (which the engine links);
-// libopenblas-dev installs no LAPACK header, so the Fortran symbol is
-// declared here. The trailing lengths are gfortran's hidden CHARACTER lengths.
+// LAPACK's SVD, shipped inside Debian's OpenBLAS (which the engine opens on
+// first use, blas_loader.cpp); libopenblas-dev installs no LAPACK header, so
+// the Fortran symbol is declared here. The trailing lengths are gfortran's hidden CHARACTER lengths.
 extern "C" void dgesvd_(const char* jobu, const char* jobvt, const int* m, const int* n, double* a,
                         const int* lda, double* s, double* u, const int* ldu, double* vt,
                         const int* ldvt, double* work, const int* lwork, int* info, size_t jobu_len,

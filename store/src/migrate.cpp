@@ -27,9 +27,22 @@ Status check_sequence(const std::vector<Migration>& all) {
   return Status::Ok();
 }
 
+// PRAGMA foreign_key_check after a migration: any row whose parent is gone
+// fails it, naming the first such row (table, rowid, parent table).
+Status check_foreign_keys(sqlite3* db, const Migration& m) {
+  ASSAY_ASSIGN_OR_RETURN(auto q, sql::Stmt::prepare(db, "PRAGMA foreign_key_check"));
+  ASSAY_ASSIGN_OR_RETURN(bool row, q.step());
+  if (!row) return Status::Ok();
+  return Status::Internal("migration " + std::string(m.name) +
+                          ": foreign key check failed: table " + q.text(0) + " rowid " +
+                          std::to_string(q.i64(1)) + " refers to a missing row of " + q.text(2) +
+                          "; expected no violations, rolled back");
+}
+
 Status apply_one(sqlite3* db, const Migration& m, double now_s) {
   ASSAY_RETURN_IF_ERROR(sql::exec(db, "BEGIN IMMEDIATE"));
   Status st = sql::exec(db, m.sql).with_context(std::string("migration ") + m.name);
+  if (st.ok()) st = check_foreign_keys(db, m);
   if (st.ok()) {
     auto ins = sql::Stmt::prepare(
         db, "INSERT INTO schema_migrations(version, name, applied_at) VALUES (?1, ?2, ?3)");
@@ -68,12 +81,32 @@ Result<int> apply_migrations(sqlite3* db, const std::vector<Migration>& all, int
         std::string(sqlite3_db_filename(db, "main")) + ": database is at schema version " +
         std::to_string(cur) + ", written by a newer assay; this binary knows versions up to " +
         std::to_string(newest) + ". Upgrade assay to open it.");
-  if (cur < target) ASSAY_RETURN_IF_ERROR(sql::exec(db, kLedger));
+  if (cur >= target) return cur;
+  ASSAY_RETURN_IF_ERROR(sql::exec(db, kLedger));
+  // Foreign keys off while migrating: a migration that rebuilds a table (the
+  // only way to change a CHECK in SQLite) drops the old one, which with
+  // foreign keys on deletes, or cascades to, every row that refers to it.
+  // The pragma is a no-op inside a transaction, so it is set here, around
+  // them; each migration checks the keys itself before it commits.
+  bool fk_was_on = false;
+  {
+    ASSAY_ASSIGN_OR_RETURN(auto fk, sql::Stmt::prepare(db, "PRAGMA foreign_keys"));
+    ASSAY_ASSIGN_OR_RETURN(bool fk_row, fk.step());
+    fk_was_on = fk_row && fk.i64(0) != 0;
+  }
+  ASSAY_RETURN_IF_ERROR(sql::exec(db, "PRAGMA foreign_keys=OFF"));
+  Status st = Status::Ok();
   for (const auto& m : all) {
     if (m.version <= cur || m.version > target) continue;
-    ASSAY_RETURN_IF_ERROR(apply_one(db, m, now_s));
+    st = apply_one(db, m, now_s);
+    if (!st.ok()) break;
     cur = m.version;
   }
+  if (fk_was_on) {
+    Status on = sql::exec(db, "PRAGMA foreign_keys=ON");
+    if (st.ok()) st = on;
+  }
+  if (!st.ok()) return st;
   return cur;
 }
 

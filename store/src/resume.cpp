@@ -36,12 +36,18 @@ Result<std::optional<Artifact>> Store::resume_point(int64_t run_id) {
 }
 
 Status Store::put_resume(int64_t run_id, int attempt, int64_t step, const std::string& path) {
-  // A repeated `started` report keeps the first row (it said the same).
-  ASSAY_CACHED(s, "INSERT OR IGNORE INTO run_resumes(run_id, attempt, step, checkpoint_path, at) "
-      "VALUES (?1, ?2, ?3, ?4, ?5)");
-  return s.bind(1, run_id).bind(2, int64_t(attempt)).bind(3, step).bind(4, path).bind(5, now())
-      .exec().with_context("run " + std::to_string(run_id) + ": resume of attempt " +
-                           std::to_string(attempt));
+  return transaction([&]() -> Status {
+    // A repeated `started` report keeps the first row (it said the same).
+    ASSAY_CACHED(s, "INSERT OR IGNORE INTO run_resumes(run_id, attempt, step, checkpoint_path, at) "
+        "VALUES (?1, ?2, ?3, ?4, ?5)");
+    ASSAY_RETURN_IF_ERROR(s.bind(1, run_id).bind(2, int64_t(attempt)).bind(3, step).bind(4, path)
+                              .bind(5, now()).exec()
+                              .with_context("run " + std::to_string(run_id) +
+                                            ": resume of attempt " + std::to_string(attempt)));
+    if (sqlite3_changes(db_) == 0) return Status::Ok();
+    // The attempt's curve now starts with the earlier attempts' points.
+    return rebuild_prior_summary(run_id, attempt);
+  });
 }
 
 }  // namespace assay::store

@@ -86,20 +86,23 @@ std::string_view to_string(RunState s) {
     case RunState::kSucceeded: return "succeeded";
     case RunState::kFailed: return "failed";
     case RunState::kCancelled: return "cancelled";
+    case RunState::kPruned: return "pruned";
   }
   return "?";
 }
 
 Result<RunState> parse_run_state(std::string_view s) {
   for (RunState r : {RunState::kQueued, RunState::kLeased, RunState::kRunning,
-                     RunState::kSucceeded, RunState::kFailed, RunState::kCancelled})
+                     RunState::kSucceeded, RunState::kFailed, RunState::kCancelled,
+                     RunState::kPruned})
     if (to_string(r) == s) return r;
   return Status::Invalid("run state must be one of queued, leased, running, succeeded, failed, "
-                         "cancelled; got '" + std::string(s) + "'");
+                         "cancelled, pruned; got '" + std::string(s) + "'");
 }
 
 bool is_terminal(RunState s) {
-  return s == RunState::kSucceeded || s == RunState::kFailed || s == RunState::kCancelled;
+  return s == RunState::kSucceeded || s == RunState::kFailed || s == RunState::kCancelled ||
+         s == RunState::kPruned;
 }
 
 bool can_transition(RunState from, RunState to) {
@@ -107,10 +110,14 @@ bool can_transition(RunState from, RunState to) {
   switch (from) {
     case S::kQueued: return to == S::kLeased || to == S::kFailed || to == S::kCancelled;
     case S::kLeased:
-      return to == S::kRunning || to == S::kQueued || to == S::kFailed || to == S::kCancelled;
+      return to == S::kRunning || to == S::kQueued || to == S::kFailed || to == S::kCancelled ||
+             to == S::kPruned;
     case S::kRunning:
-      return to == S::kSucceeded || to == S::kFailed || to == S::kCancelled || to == S::kQueued;
+      return to == S::kSucceeded || to == S::kFailed || to == S::kCancelled || to == S::kQueued ||
+             to == S::kPruned;
     case S::kSucceeded: return false;
+    // Stopped at a rung by an adaptive search: final, never retried.
+    case S::kPruned: return false;
     case S::kFailed:
     case S::kCancelled: return to == S::kQueued;
   }
@@ -197,10 +204,19 @@ Result<std::unique_ptr<Store>> Store::open(const std::string& path, const OpenOp
   sqlite3_extended_result_codes(db, 1);
   // WAL: readers never block the writer. synchronous=NORMAL in WAL keeps every
   // committed transaction across a process crash (kill -9); only an OS crash
-  // or power loss can drop the last commits.
-  ASSAY_RETURN_IF_ERROR(
-      sql::exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")
-          .with_context(path));
+  // or power loss can drop the last commits. FULL fsyncs the WAL at each
+  // commit, which survives those too. Read back: the answer a caller gives
+  // about durability must be what the connection does.
+  const bool full = opts.durability == Durability::kFull;
+  ASSAY_RETURN_IF_ERROR(sql::exec(db, std::string("PRAGMA journal_mode=WAL; PRAGMA synchronous=") +
+                                          (full ? "FULL" : "NORMAL") + "; PRAGMA foreign_keys=ON;")
+                            .with_context(path));
+  ASSAY_ASSIGN_OR_RETURN(int sync, st->synchronous_pragma());
+  if (sync != (full ? 2 : 1))
+    return Status::Internal(path + ": PRAGMA synchronous reads " + std::to_string(sync) +
+                            " after setting it for durability '" +
+                            std::string(to_string(opts.durability)) + "'; expected " +
+                            (full ? "2 (FULL)" : "1 (NORMAL)"));
   ASSAY_ASSIGN_OR_RETURN(int cur, current_version(db));
   const int latest = latest_schema_version();
   if (cur > latest || (opts.migrate && cur < latest)) {
@@ -400,8 +416,9 @@ Status Store::transition(const Transition& t) {
         "started_at = CASE WHEN ?2 = 'running' THEN ?9 WHEN ?2 = 'queued' THEN NULL "
         "  ELSE started_at END, "
         "finished_at = CASE WHEN ?2 = 'succeeded' OR ?2 = 'failed' OR ?2 = 'cancelled' "
-        "  THEN coalesce(?12, ?9) ELSE NULL END, "
-        "reported_at = CASE WHEN ?2 = 'succeeded' OR ?2 = 'failed' OR ?2 = 'cancelled' THEN ?9 "
+        "  OR ?2 = 'pruned' THEN coalesce(?12, ?9) ELSE NULL END, "
+        "reported_at = CASE WHEN ?2 = 'succeeded' OR ?2 = 'failed' OR ?2 = 'cancelled' "
+        "  OR ?2 = 'pruned' THEN ?9 "
         "ELSE NULL END, "
         "peak_gpu_mem_mb = CASE WHEN ?2 = 'queued' THEN NULL ELSE coalesce(?10, peak_gpu_mem_mb) END, "
         "gpu_mem_source = CASE WHEN ?2 = 'queued' THEN NULL ELSE coalesce(?11, gpu_mem_source) END "
@@ -483,43 +500,7 @@ Result<int64_t> Store::intern_key(const std::string& key, bool* added) {
   return id;
 }
 
-Status Store::put_metrics(const std::vector<MetricPoint>& points) {
-  if (points.empty()) return Status::Ok();
-  return transaction([&]() -> Status {
-    ASSAY_CACHED(s, "INSERT INTO metrics(run_id, attempt, key_id, step, value, wall_time) "
-        "VALUES (?1, ?6, ?2, ?3, ?4, ?5) "
-        "ON CONFLICT(run_id, attempt, key_id, step) DO UPDATE SET value = excluded.value, "
-        "wall_time = excluded.wall_time");
-    // Points written without an attempt belong to the run's current one;
-    // looked up once per run (a batch holds one run's points).
-    int64_t current_of = 0;
-    int current = 0;
-    for (const auto& p : points) {
-      if (p.key.empty())
-        return Status::Invalid("run " + std::to_string(p.run_id) + ": metric key is empty");
-      if (p.attempt < 0)
-        return Status::Invalid("run " + std::to_string(p.run_id) + ": metric '" + p.key +
-                               "': attempt must be >= 1, got " + std::to_string(p.attempt));
-      int attempt = p.attempt;
-      if (attempt == 0) {
-        if (current == 0 || current_of != p.run_id) {
-          ASSAY_ASSIGN_OR_RETURN(current, current_attempt(p.run_id));
-          current_of = p.run_id;
-        }
-        attempt = current;
-      }
-      bool added = false;
-      ASSAY_ASSIGN_OR_RETURN(int64_t kid, intern_key(p.key, &added));
-      wide_dirty_ = wide_dirty_ || added;
-      (void)s.reset();
-      s.bind(1, p.run_id).bind(2, kid).bind(3, p.step).bind(4, p.value).bind(5, p.wall_time)
-          .bind(6, int64_t(attempt));
-      ASSAY_RETURN_IF_ERROR(s.exec().with_context("run " + std::to_string(p.run_id) +
-                                                  ": metric '" + p.key + "'"));
-    }
-    return Status::Ok();
-  });
-}
+// Store::put_metrics: metric_summary.cpp (it maintains the summary too).
 
 Result<int> Store::current_attempt(int64_t run_id) {
   ASSAY_CACHED(q, "SELECT attempt FROM runs WHERE id = ?1");
@@ -780,13 +761,13 @@ Status Store::refresh_wide_view() {
     if (!row) break;
     const std::string kid = std::to_string(mk.i64(0)), name = mk.text(1);
     if (!usable_column_name(name)) continue;
-    // The run's current attempt only (see migrations/0005).
-    const std::string where = " FROM metrics m WHERE m.run_id = rs.run_id AND "
-                              "m.attempt = rs.attempt AND m.key_id = " + kid;
-    q += ", (SELECT m.value" + where + " ORDER BY m.step DESC LIMIT 1) AS " +
-         quote_ident(take(name + "_final"));
-    q += ", (SELECT min(m.value)" + where + ") AS " + quote_ident(take(name + "_min"));
-    q += ", (SELECT max(m.value)" + where + ") AS " + quote_ident(take(name + "_max"));
+    // The run's curve, as run_metric_summary: one summary row of the
+    // current attempt (migrations/0007), not a scan of its points.
+    const std::string where = " FROM metric_summary s WHERE s.run_id = rs.run_id AND "
+                              "s.attempt = rs.attempt AND s.key_id = " + kid + ")";
+    q += ", (SELECT s.final" + where + " AS " + quote_ident(take(name + "_final"));
+    q += ", (SELECT s.curve_min" + where + " AS " + quote_ident(take(name + "_min"));
+    q += ", (SELECT s.curve_max" + where + " AS " + quote_ident(take(name + "_max"));
   }
   q += " FROM run_summary rs";
   wide_dirty_ = false;

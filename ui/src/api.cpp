@@ -75,27 +75,6 @@ bool is_api_path(std::string_view path) {
 }
 
 namespace {
-
-Reply json_reply(int status, const Json& j) {
-  Reply r;
-  r.status = status;
-  r.body = j.dump(-1, ' ', false, Json::error_handler_t::replace);
-  return r;
-}
-
-Reply error_reply(int status, const std::string& code, const std::string& message) {
-  return json_reply(status, Json{{"error", {{"code", code}, {"message", message}}}});
-}
-
-Reply status_reply(const Status& st) {
-  switch (st.code()) {
-    case Code::kInvalidArgument: return error_reply(400, "bad_request", st.message());
-    case Code::kPermissionDenied: return error_reply(403, "forbidden", st.message());
-    case Code::kNotFound: return error_reply(404, "not_found", st.message());
-    default: return error_reply(500, "internal", st.message());
-  }
-}
-
 std::string percent_decode(std::string_view s) {
   std::string out;
   for (size_t i = 0; i < s.size(); ++i) {
@@ -112,10 +91,7 @@ std::string percent_decode(std::string_view s) {
   return out;
 }
 
-struct Target {
-  std::vector<std::string> segments;
-  std::map<std::string, std::string> query;
-};
+}  // namespace
 
 Target parse_target(std::string_view target) {
   Target t;
@@ -152,13 +128,37 @@ Json objects(const store::QueryResult& r) {
   return out;
 }
 
-Result<Json> sweeps(const std::string& db, const ApiLimits& lim) {
+namespace {
+
+Reply json_reply(int status, const Json& j) {
+  Reply r;
+  r.status = status;
+  r.body = j.dump(-1, ' ', false, Json::error_handler_t::replace);
+  return r;
+}
+
+Reply error_reply(int status, const std::string& code, const std::string& message) {
+  return json_reply(status, Json{{"error", {{"code", code}, {"message", message}}}});
+}
+
+Reply status_reply(const Status& st) {
+  switch (st.code()) {
+    case Code::kInvalidArgument: return error_reply(400, "bad_request", st.message());
+    case Code::kPermissionDenied: return error_reply(403, "forbidden", st.message());
+    case Code::kNotFound: return error_reply(404, "not_found", st.message());
+    default: return error_reply(500, "internal", st.message());
+  }
+}
+
+// Per sweep: run counts by state (whatever states the database has, so a
+// state added later, e.g. `pruned`, shows without a change here), the
+// metric names for a chooser, and with ?metric=K the best run by K's final
+// value (&mode=min, the default, or max).
+Result<Json> sweeps(const std::string& db, const std::map<std::string, std::string>& q,
+                    const ApiLimits& lim) {
   // Runs recorded outside any sweep (assay record) show as one entry with
   // a null id and name.
   const std::string cols =
-      "SUM(r.state = 'queued') AS queued, SUM(r.state = 'leased') AS leased, "
-      "SUM(r.state = 'running') AS running, SUM(r.state = 'succeeded') AS succeeded, "
-      "SUM(r.state = 'failed') AS failed, SUM(r.state = 'cancelled') AS cancelled, "
       "COUNT(r.id) AS runs, MIN(r.started_at) AS first_started_at, "
       "MAX(r.finished_at) AS last_finished_at";
   auto r_sql = read_sql(db,
@@ -168,7 +168,37 @@ Result<Json> sweeps(const std::string& db, const ApiLimits& lim) {
       " FROM runs r WHERE r.sweep_id IS NULL HAVING COUNT(r.id) > 0)"
       " ORDER BY id IS NULL, id DESC", lim);
   ASSAY_ASSIGN_OR_RETURN(auto r, std::move(r_sql));
-  return Json{{"sweeps", objects(r)}};
+  auto counts_sql = read_sql(db,
+      "SELECT coalesce(sweep_id, 0), state, COUNT(*) FROM runs GROUP BY sweep_id, state", lim);
+  ASSAY_ASSIGN_OR_RETURN(auto counts, std::move(counts_sql));
+  auto keys_sql = read_sql(db, "SELECT name FROM metric_keys ORDER BY name", lim);
+  ASSAY_ASSIGN_OR_RETURN(auto keys, std::move(keys_sql));
+  std::map<int64_t, Json> by_sweep;
+  for (const auto& row : counts.rows)
+    by_sweep[cell_json(row[0]).get<int64_t>()][cell_json(row[1]).get<std::string>()] =
+        cell_json(row[2]);
+  std::map<int64_t, Json> best;
+  std::string metric;
+  if (auto it = q.find("metric"); it != q.end() && !it->second.empty()) {
+    metric = it->second;
+    std::string mode = q.count("mode") ? q.at("mode") : "min";
+    if (mode != "min" && mode != "max")
+      return Status::Invalid("query parameter 'mode': expected min or max, got '" + mode + "'");
+    ASSAY_ASSIGN_OR_RETURN(best, best_runs(db, metric, mode == "max", lim));
+  }
+  Json out = objects(r);
+  static const char* kLegacy[] = {"queued", "leased", "running", "succeeded", "failed", "cancelled"};
+  for (auto& s : out) {
+    const int64_t id = s["id"].is_null() ? 0 : s["id"].get<int64_t>();
+    Json c = by_sweep.count(id) ? by_sweep[id] : Json::object();
+    for (const char* k : kLegacy) s[k] = c.value(k, 0);
+    for (auto& [k, v] : c.items()) s[k] = v;  // pruned and any newer state
+    s["counts"] = std::move(c);
+    if (!metric.empty()) s["best"] = best.count(id) ? best[id] : Json();
+  }
+  Json names = Json::array();
+  for (const auto& row : keys.rows) names.push_back(cell_json(row[0]));
+  return Json{{"sweeps", std::move(out)}, {"metrics", std::move(names)}};
 }
 
 Result<Json> runs(const std::string& db, const std::map<std::string, std::string>& q,
@@ -196,8 +226,10 @@ Result<Json> run_detail(const std::string& db, int64_t id, const ApiLimits& lim)
       sid + " ORDER BY id", lim);
   ASSAY_ASSIGN_OR_RETURN(auto events, std::move(events_sql));
   auto artifacts_sql = read_sql(db,
-      "SELECT id, kind, content_hash, path, step, parent_id, created_at FROM artifacts "
-      "WHERE run_id = " + sid + " ORDER BY id", lim);
+      "SELECT a.id, a.kind, a.content_hash, a.path, a.step, a.parent_id, a.created_at, "
+      "p.run_id AS parent_run_id, p.step AS parent_step, p.content_hash AS parent_hash "
+      "FROM artifacts a LEFT JOIN artifacts p ON p.id = a.parent_id "
+      "WHERE a.run_id = " + sid + " ORDER BY a.id", lim);
   ASSAY_ASSIGN_OR_RETURN(auto artifacts, std::move(artifacts_sql));
   auto evals_sql = read_sql(db,
       "SELECT suite, suite_version, metric, filter, value, stderr, n, checkpoint_hash, "
@@ -242,14 +274,16 @@ Result<Json> user_query(const std::string& db, std::string_view body, const ApiL
   return table_json(r);
 }
 
-Result<Json> route(const std::string& db, std::string_view method, const Target& t,
-                   std::string_view body, const ApiLimits& lim) {
+Result<Json> route(const std::string& db, const std::string& logs_dir, std::string_view method,
+                   const Target& t, std::string_view body, const ApiLimits& lim) {
   const auto& s = t.segments;  // "v1", "ui", ...
   auto want = [&](const char* m) -> Status {
     if (method == m) return Status::Ok();
     return Status::Invalid(std::string("use ") + m + " for this path, got " + std::string(method));
   };
-  if (s.size() == 3 && s[2] == "sweeps") return want("GET").ok() ? sweeps(db, lim) : want("GET");
+  if (s.size() == 3 && s[2] == "sweeps") return want("GET").ok() ? sweeps(db, t.query, lim) : want("GET");
+  if (s.size() == 3 && s[2] == "analysis")
+    return want("GET").ok() ? analysis(db, t.query, lim) : want("GET");
   if (s.size() == 3 && s[2] == "evals") return want("GET").ok() ? evals(db, lim) : want("GET");
   if (s.size() == 3 && s[2] == "query")
     return want("POST").ok() ? user_query(db, body, lim) : want("POST");
@@ -266,6 +300,7 @@ Result<Json> route(const std::string& db, std::string_view method, const Target&
     if (id == 0) return Status::Invalid("run id in the path: expected an integer > 0, got '" + s[3] + "'");
     if (s.size() == 4) return run_detail(db, id, lim);
     if (s[4] == "series") return series(db, id, t.query, lim);
+    if (s[4] == "logs") return log_tail(db, logs_dir, id, t.query, lim);
   }
   return Status::NotFound("no such path under /v1/ui (see coordinator/API.md, Dashboard)");
 }
@@ -273,10 +308,10 @@ Result<Json> route(const std::string& db, std::string_view method, const Target&
 }  // namespace
 
 Reply api(const std::string& db_path, std::string_view method, std::string_view target,
-          std::string_view body, const ApiLimits& limits) {
+          std::string_view body, const ApiLimits& limits, const std::string& logs_dir) {
   try {
     Target t = parse_target(target);
-    auto r = route(db_path, method, t, body, limits);
+    auto r = route(db_path, logs_dir.empty() ? db_path + ".logs" : logs_dir, method, t, body, limits);
     if (!r.ok()) return status_reply(r.status());
     return json_reply(200, *r);
   } catch (const std::exception& e) {

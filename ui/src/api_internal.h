@@ -4,6 +4,7 @@
 #include <map>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -25,8 +26,34 @@ Json table_json(const store::QueryResult& r);
 // A SQL string literal: 'it''s'.
 std::string sql_quote(std::string_view s);
 
-// GET /v1/ui/runs/{id}/series?key=K&max_points=N.
+// A request target split into decoded path segments and query parameters.
+struct Target {
+  std::vector<std::string> segments;
+  std::map<std::string, std::string> query;
+};
+Target parse_target(std::string_view target);
+
+// Rows as objects keyed by column name.
+Json objects(const store::QueryResult& r);
+
+// An integer query parameter (> 0); Invalid naming it otherwise.
+Result<int64_t> parse_positive(const std::string& s, const char* what);
+
+// GET /v1/ui/runs/{id}/series?key=K&max_points=N&from=S&to=S.
 Result<Json> series(const std::string& db_path, int64_t run_id,
                     const std::map<std::string, std::string>& query, const ApiLimits& limits);
+
+// GET /v1/ui/analysis?sweep=NAME&metric=K (analysis.cpp).
+Result<Json> analysis(const std::string& db_path, const std::map<std::string, std::string>& query,
+                      const ApiLimits& limits);
+
+// The best run of each sweep by a metric's final value (analysis.cpp):
+// sweep id (0: runs without a sweep) -> {"run_id","name","state","value"}.
+Result<std::map<int64_t, Json>> best_runs(const std::string& db_path, const std::string& metric,
+                                          bool maximize, const ApiLimits& limits);
+
+// GET /v1/ui/runs/{id}/logs?stdout=OFF&stderr=OFF&max_bytes=B&attempt=A (logs.cpp).
+Result<Json> log_tail(const std::string& db_path, const std::string& logs_dir, int64_t run_id,
+                      const std::map<std::string, std::string>& query, const ApiLimits& limits);
 
 }  // namespace assay::ui

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "assay/coordinator_routes.h"
+#include "live.h"
 
 namespace assay::ui {
 
@@ -41,6 +42,27 @@ void add_page_headers(co::Response& r) {
                        "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:"});
   r.headers.push_back({"X-Content-Type-Options", "nosniff"});
   r.headers.push_back({"Referrer-Policy", "no-referrer"});
+}
+
+co::Response unauthenticated() {
+  return error(401, "unauthenticated",
+               "missing or unknown bearer token (send 'Authorization: Bearer <user token>')");
+}
+
+// GET /v1/ui/changes: checked here, then parked by the feed; nullopt when
+// the request is fine (the caller hands it to its feed).
+std::optional<co::Response> changes_precheck(const co::Request& req, const std::string& token,
+                                             Result<ChangesQuery>& q) {
+  if (!authorized(req.authorization, token)) return unauthenticated();
+  if (req.method != "GET") return error(400, "bad_request", "use GET for /v1/ui/changes");
+  q = parse_changes(req.target);
+  if (!q.ok()) return error(400, "bad_request", q.status().message());
+  return std::nullopt;
+}
+
+bool is_changes(const std::string& target) {
+  return target.compare(0, 14, "/v1/ui/changes") == 0 &&
+         (target.size() == 14 || target[14] == '?');
 }
 
 co::Response static_file(const std::string& name) {
@@ -85,14 +107,14 @@ std::optional<co::Response> handle_http(const co::Request& req, const HttpConfig
     return r;
   }
   if (!is_api_path(path)) return std::nullopt;
-  if (!authorized(req.authorization, cfg.user_token))
-    return error(401, "unauthenticated",
-                 "missing or unknown bearer token (send 'Authorization: Bearer <user token>')");
+  if (!authorized(req.authorization, cfg.user_token)) return unauthenticated();
+  if (path == "/v1/ui/changes")
+    return error(404, "not_found", "this server keeps no change feed for /v1/ui/changes");
   auto work = [cfg, method = req.method, target = req.target,
                body = req.body](const std::atomic<bool>& cancel) {
     ApiLimits lim = cfg.limits;
     lim.cancel = &cancel;
-    return from_reply(api(cfg.db_path, method, target, body, lim));
+    return from_reply(api(cfg.db_path, method, target, body, lim, cfg.logs_dir));
   };
   if (!req.can_defer) {
     std::atomic<bool> never{false};
@@ -104,11 +126,20 @@ std::optional<co::Response> handle_http(const co::Request& req, const HttpConfig
 }
 
 co::RouteHook coordinator_hook() {
-  return [](const co::Request& req, const co::Options& o) -> std::optional<co::Response> {
+  // One feed for the process: it sees every request the coordinator gets.
+  auto feed = std::make_shared<ChangeFeed>();
+  return [feed](const co::Request& req, const co::Options& o) -> std::optional<co::Response> {
+    feed->observe(req);
     // Cheap test first: most requests are the coordinator's own.
     if (req.target.rfind("/ui", 0) != 0 && req.target.rfind("/v1/ui", 0) != 0) return std::nullopt;
+    if (is_changes(req.target)) {
+      Result<ChangesQuery> q = ChangesQuery{};
+      if (auto bad = changes_precheck(req, o.user_token, q)) return bad;
+      return feed->coordinator_changes(req, *q);
+    }
     HttpConfig cfg;
     cfg.db_path = o.db_path;
+    cfg.logs_dir = o.logs_dir;
     cfg.user_token = o.user_token;
     cfg.limits.time_budget_s = o.query_time_budget_s;
     cfg.limits.budget_name = "the coordinator's --query-time-budget";
@@ -118,18 +149,26 @@ co::RouteHook coordinator_hook() {
 }
 
 Status serve(const HttpConfig& cfg, const co::ServerOptions& opts, const std::atomic<bool>* stop) {
-  auto handler = [&cfg](const co::Request& req) -> co::Response {
-    if (auto r = handle_http(req, cfg)) return std::move(*r);
+  ChangeFeed feed;
+  feed.start_polling(cfg.db_path, cfg.logs_dir.empty() ? cfg.db_path + ".logs" : cfg.logs_dir,
+                     cfg.limits.time_budget_s);
+  auto handler = [&cfg, &feed](const co::Request& req, co::HttpRespond reply) {
+    if (is_changes(req.target)) {
+      Result<ChangesQuery> q = ChangesQuery{};
+      if (auto bad = changes_precheck(req, cfg.user_token, q)) return reply(std::move(*bad));
+      return feed.park(*q, std::move(reply));
+    }
+    if (auto r = handle_http(req, cfg)) return reply(std::move(*r));
     if (req.target == "/" || req.target.rfind("/?", 0) == 0) {
       co::Response r;
       r.status = 302;
       r.content_type = "text/plain";
       r.headers.push_back({"Location", "/ui/"});
-      return r;
+      return reply(std::move(r));
     }
-    return error(404, "not_found", "no such path: this server has the dashboard at /ui/ only");
+    reply(error(404, "not_found", "no such path: this server has the dashboard at /ui/ only"));
   };
-  return co::serve_http(handler, opts, 1 << 20, stop);
+  return co::serve_http_async(handler, opts, 1 << 20, stop);
 }
 
 }  // namespace assay::ui

@@ -21,6 +21,7 @@ namespace {
 struct Point {
   int64_t step;
   std::optional<double> value;
+  double time;  // wall_time, unix seconds (a bucket's first/last)
 };
 
 std::optional<double> number_of(const store::Cell& c) {
@@ -35,6 +36,8 @@ int64_t int_of(const store::Cell& c) {
   return 0;
 }
 
+}  // namespace
+
 Result<int64_t> parse_positive(const std::string& s, const char* what) {
   try {
     size_t used = 0;
@@ -45,8 +48,6 @@ Result<int64_t> parse_positive(const std::string& s, const char* what) {
   return Status::Invalid(std::string("query parameter '") + what + "': expected an integer > 0, got '" +
                          s + "'");
 }
-
-}  // namespace
 
 Result<Json> series(const std::string& db_path, int64_t run_id,
                     const std::map<std::string, std::string>& query, const ApiLimits& limits) {
@@ -73,9 +74,31 @@ Result<Json> series(const std::string& db_path, int64_t run_id,
   }
   if (std::holds_alternative<std::monostate>(head.rows[0][1]))
     return Status::NotFound("run " + id + ": no metric named '" + key + "'");
+  // A zoomed chart asks for its step range only: the same reduction over
+  // fewer steps shows the detail a whole-run view buckets away.
+  std::string range;
+  Json range_json = Json::object();
+  for (const char* bound : {"from", "to"}) {
+    auto it = query.find(bound);
+    if (it == query.end() || it->second.empty()) continue;
+    int64_t v = 0;
+    try {
+      size_t used = 0;
+      v = std::stoll(it->second, &used);
+      if (used != it->second.size()) throw std::invalid_argument("trailing");
+    } catch (const std::exception&) {
+      return Status::Invalid(std::string("query parameter '") + bound +
+                             "': expected an integer step, got '" + it->second + "'");
+    }
+    range += std::string(" AND step ") + (bound[0] == 'f' ? ">= " : "<= ") + std::to_string(v);
+    range_json[bound] = v;
+  }
+  // Wall times only when asked (x = time): two more aggregates cost a long
+  // series' scan about a third more.
+  const bool with_times = query.count("times") && query.at("times") == "1";
   const std::string where = " FROM metrics WHERE run_id = " + id + " AND attempt = " +
                             std::to_string(attempt) + " AND key_id = " +
-                            std::to_string(int_of(head.rows[0][1]));
+                            std::to_string(int_of(head.rows[0][1])) + range;
   // First and last step from the primary key (no scan).
   auto span_sql = read_sql(db_path, "SELECT (SELECT MIN(step)" + where + "), (SELECT MAX(step)" +
                                         where + ")", limits);
@@ -87,10 +110,12 @@ Result<Json> series(const std::string& db_path, int64_t run_id,
   int64_t count = 0, nulls = 0, width = 0;
   if (!any || hi - lo < max_points) {
     // At most max_points distinct steps: every point.
-    auto all_sql = read_sql(db_path, "SELECT step, value" + where + " ORDER BY step", limits);
+    auto all_sql = read_sql(db_path, std::string("SELECT step, value, ") +
+                                         (with_times ? "wall_time" : "0") + where + " ORDER BY step",
+                            limits);
     ASSAY_ASSIGN_OR_RETURN(auto all, std::move(all_sql));
     for (auto& row : all.rows) {
-      pts.push_back({int_of(row[0]), number_of(row[1])});
+      pts.push_back({int_of(row[0]), number_of(row[1]), number_of(row[2]).value_or(0)});
       nulls += pts.back().value ? 0 : 1;
     }
     count = int64_t(pts.size());
@@ -100,7 +125,8 @@ Result<Json> series(const std::string& db_path, int64_t run_id,
     width = (hi - lo) / buckets + 1;  // steps per bucket; (hi - lo) / width < buckets
     const std::string b = "(step - " + std::to_string(lo) + ") / " + std::to_string(width);
     auto agg_sql = read_sql(db_path,
-        "SELECT MIN(step), MAX(step), MIN(value), MAX(value), COUNT(*), SUM(value IS NULL)" +
+        std::string("SELECT MIN(step), MAX(step), MIN(value), MAX(value), COUNT(*), SUM(value IS NULL), ") +
+        (with_times ? "MIN(wall_time), MAX(wall_time)" : "0, 0") +
         where + " GROUP BY " + b + " ORDER BY " + b, limits);
     ASSAY_ASSIGN_OR_RETURN(auto agg, std::move(agg_sql));
     for (auto& row : agg.rows) {
@@ -109,17 +135,19 @@ Result<Json> series(const std::string& db_path, int64_t run_id,
       count += n;
       nulls += gaps;
       auto vmin = number_of(row[2]), vmax = number_of(row[3]);
-      if (vmin) pts.push_back({first, vmin});
-      if (gaps > 0) pts.push_back({first + (last - first) / 2, std::nullopt});
-      if (vmax && (last != first || !vmin || *vmax != *vmin)) pts.push_back({last, vmax});
+      const double t0 = number_of(row[6]).value_or(0), t1 = number_of(row[7]).value_or(0);
+      if (vmin) pts.push_back({first, vmin, t0});
+      if (gaps > 0) pts.push_back({first + (last - first) / 2, std::nullopt, (t0 + t1) / 2});
+      if (vmax && (last != first || !vmin || *vmax != *vmin)) pts.push_back({last, vmax, t1});
     }
     pts.erase(std::unique(pts.begin(), pts.end(),
                           [](const Point& a, const Point& c) { return a.step == c.step; }),
               pts.end());
   }
-  Json steps = Json::array(), values = Json::array();
+  Json steps = Json::array(), values = Json::array(), times = Json::array();
   for (const auto& p : pts) {
     steps.push_back(p.step);
+    times.push_back(p.time);
     if (p.value && std::isfinite(*p.value)) values.push_back(*p.value);
     else values.push_back(nullptr);
   }
@@ -128,7 +156,9 @@ Result<Json> series(const std::string& db_path, int64_t run_id,
               {"last_step", any ? Json(hi) : Json()},
               {"null_points", nulls}, {"downsampled", width > 0},
               {"bucket_steps", width > 0 ? Json(width) : Json()},
-              {"steps", std::move(steps)}, {"values", std::move(values)}};
+              {"range", std::move(range_json)},
+              {"steps", std::move(steps)}, {"values", std::move(values)},
+              {"times", with_times ? std::move(times) : Json()}};
 }
 
 }  // namespace assay::ui

@@ -3,15 +3,24 @@
 // libjs-chart.js, served by the binary as /ui/chart.js).
 'use strict';
 
-const POLL_MS = 1000;  // live pages re-ask this often; new points show within 2 s
-const ROW_PAGE = 1000; // table rows drawn at once; more behind "show more"
-const STATES = ['queued', 'leased', 'running', 'succeeded', 'failed', 'cancelled'];
+const LIVE_WAIT_S = 20;    // how long one /v1/ui/changes request may park on the server
+// Least time between two refreshes of a page: a run's page, and a page over
+// the whole database (whose changes, on a busy coordinator, never stop).
+const LIVE_GAP_MS = { run: 300, all: 1000 };
+const ROW_PAGE = 1000;     // table rows drawn at once; more behind "show more"
+// Known states in display order; a state the database has that is not here
+// (a newer server) still shows, after these, in a neutral color.
+const STATES = ['queued', 'leased', 'running', 'succeeded', 'pruned', 'failed', 'cancelled'];
+const TERMINAL = new Set(['succeeded', 'pruned', 'failed', 'cancelled']);
 const COLORS = ['#2563eb', '#dc2626', '#059669', '#d97706', '#7c3aed', '#0891b2', '#db2777',
                 '#65a30d', '#4b5563', '#ea580c'];
 
-let timer = null;          // the current page's poll timer
 let pageSeq = 0;           // bumps on navigation; stale fetches check it
+let pageAbort = new AbortController();  // aborts the current page's parked change request
 window.assayCharts = {};   // metric name -> Chart of the current page (tests read it)
+// What the live loop did on this page (tests read it): change answers seen,
+// refreshes made.
+window.assayLive = { answers: 0, refreshes: 0 };
 
 // ---- Token and fetch ------------------------------------------------------
 
@@ -36,7 +45,7 @@ async function api(path, options = {}) {
 }
 
 function showLogin(message) {
-  stopPolling();
+  pageAbort.abort();
   document.getElementById('main').replaceChildren();
   document.getElementById('login').hidden = false;
   document.getElementById('logout').hidden = true;
@@ -70,23 +79,91 @@ function fmtDuration(s) {
   if (s < 7200) return (s / 60).toFixed(1) + ' min';
   return (s / 3600).toFixed(1) + ' h';
 }
-function stateBadge(s) { return el('span', { class: 'state s-' + s }, s); }
+function stateClass(s) { return STATES.includes(s) ? 's-' + s : 's-other'; }
+function stateBadge(s) { return s ? el('span', { class: 'state ' + stateClass(s) }, s) : ''; }
+// The states to show for counts {state: n}: known ones in order, then others.
+function statesOf(counts) {
+  return STATES.filter((k) => counts[k]).concat(Object.keys(counts).filter((k) => !STATES.includes(k) && counts[k]).sort());
+}
 function runLink(id) { return id ? el('a', { href: '#/run/' + id }, String(id)) : ''; }
 
-function stopPolling() { if (timer) clearTimeout(timer); timer = null; }
-function poll(fn, seq) {
-  timer = setTimeout(async () => {
-    if (seq !== pageSeq) return;
-    try { await fn(); } catch (e) { if (e instanceof AuthError) return showLogin('The token was refused.'); }
-    if (seq === pageSeq) poll(fn, seq);
-  }, POLL_MS);
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// ---- Live: wait on /v1/ui/changes, refresh on a change ----------------------
+
+// The scope's current cursor: ask it before reading the page's data, so a
+// change between the two still counts as new.
+async function liveCursor(run) {
+  return (await api('changes' + (run ? '?run=' + run : ''))).cursor;
 }
 
-// A sortable table: columns [{name, label, num, render}], rows as arrays.
+// Resolves when the tab is visible (at once if it is).
+function whenVisible(signal) {
+  return new Promise((resolve) => {
+    if (!document.hidden) return resolve();
+    const done = () => { if (!document.hidden || signal.aborted) { document.removeEventListener('visibilitychange', done); resolve(); } };
+    document.addEventListener('visibilitychange', done);
+    signal.addEventListener('abort', done);
+  });
+}
+
+// Parks a request on /v1/ui/changes (the server answers when the run, or
+// with no run the database, changed, or after LIVE_WAIT_S) and calls
+// refresh() after each change, until the page changes. A hidden tab (or one
+// being left) gives its request up: browsers allow a host six connections
+// across all tabs, and parked requests of background tabs would starve the
+// visible one. Back in view, the next request, still with the old cursor,
+// is answered at once if anything changed meanwhile.
+function followLive(seq, run, cursor, refresh) {
+  const poll = Math.random().toString(36).slice(2, 10);  // tells this page's requests apart
+  const page = pageAbort.signal;
+  let ctl = null;
+  const giveUp = () => { if (ctl) ctl.abort(); };
+  window.addEventListener('pagehide', giveUp, { signal: page });
+  document.addEventListener('visibilitychange', () => { if (document.hidden) giveUp(); }, { signal: page });
+  page.addEventListener('abort', giveUp);
+  (async () => {
+    let last = 0;
+    while (seq === pageSeq) {
+      await whenVisible(page);
+      if (seq !== pageSeq) return;
+      ctl = new AbortController();
+      let r;
+      try {
+        r = await api('changes?' + (run ? 'run=' + run + '&' : '') + 'since=' + encodeURIComponent(cursor) +
+          '&wait=' + LIVE_WAIT_S + '&poll=' + poll, { signal: ctl.signal });
+      } catch (e) {
+        if (seq !== pageSeq) return;
+        if (e instanceof AuthError) return showLogin('The token was refused.');
+        if (ctl.signal.aborted) continue;  // hidden: wait to be seen again
+        await sleep(2000);  // server restarting, or too many waiting pages: try again
+        continue;
+      }
+      if (seq !== pageSeq) return;
+      window.assayLive.answers++;
+      if (r.cursor === cursor) continue;
+      cursor = r.cursor;
+      const gap = Date.now() - last, least = run ? LIVE_GAP_MS.run : LIVE_GAP_MS.all;
+      if (gap < least) await sleep(least - gap);
+      last = Date.now();
+      try {
+        await refresh();
+        window.assayLive.refreshes++;
+      } catch (e) {
+        if (e instanceof AuthError) return showLogin('The token was refused.');
+      }
+    }
+  })();
+}
+
+// opts.state (an object the caller keeps) carries the sort and the rows
+// shown across redraws of a live page.
 function sortableTable(columns, rows, opts = {}) {
   const table = el('table', { id: opts.id });
   const tbody = el('tbody');
-  let sortCol = -1, asc = true, shown = ROW_PAGE;
+  const st = opts.state || {};
+  let sortCol = st.sortCol ?? -1, asc = st.asc ?? true, shown = st.shown ?? ROW_PAGE;
+  const keep = () => Object.assign(st, { sortCol, asc, shown });
   const more = el('button', { type: 'button' });
   const draw = () => {
     let view = rows.slice();
@@ -110,17 +187,19 @@ function sortableTable(columns, rows, opts = {}) {
     more.hidden = view.length <= shown;
     more.textContent = 'Show ' + Math.min(ROW_PAGE, view.length - shown) + ' more of ' + view.length;
   };
-  more.addEventListener('click', () => { shown += ROW_PAGE; draw(); });
+  more.addEventListener('click', () => { shown += ROW_PAGE; keep(); draw(); });
   const head = el('tr');
   columns.forEach((c, i) => {
     const th = el('th', { 'data-col': c.name }, c.label || c.name);
     th.addEventListener('click', () => {
       asc = sortCol === i ? !asc : true;
       sortCol = i;
+      keep();
       head.querySelectorAll('th').forEach((h) => h.classList.remove('sorted-asc', 'sorted-desc'));
       th.classList.add(asc ? 'sorted-asc' : 'sorted-desc');
       draw();
     });
+    if (i === sortCol) th.classList.add(asc ? 'sorted-asc' : 'sorted-desc');
     head.append(th);
   });
   table.append(el('thead', {}, head), tbody);
@@ -148,8 +227,11 @@ function lineChart(canvas, logScale) {
   });
 }
 
-function seriesData(s, smoothing) {
-  const pts = s.steps.map((x, i) => ({ x, y: s.values[i] }));
+// Chart points of a series reply: x is the step, or with xmode 'time' the
+// point's wall time in seconds after t0.
+function seriesData(s, smoothing, xmode, t0) {
+  const pts = xmode === 'time' ? s.times.map((t, i) => ({ x: t - t0, y: s.values[i] }))
+    : s.steps.map((x, i) => ({ x, y: s.values[i] }));
   if (!smoothing) return pts;
   // Exponential moving average (TensorBoard style), gaps kept as gaps.
   let ema = null;
@@ -183,39 +265,77 @@ function noteFor(s) {
 
 // ---- Pages ----------------------------------------------------------------
 
-async function pageSweeps(main) {
-  const data = await api('sweeps');
-  const rows = data.sweeps.map((s) => [s.name, s, s.runs, s.succeeded, s.failed,
-    s.first_started_at && s.last_finished_at ? s.last_finished_at - s.first_started_at : null, s.created_at]);
-  main.append(el('h1', {}, 'Sweeps'));
-  if (!rows.length) { main.append(el('p', { class: 'muted' }, 'No runs in this database yet.')); return; }
-  main.append(sortableTable([
-    { name: 'sweep', render: (v) => el('a', { href: '#/runs?sweep=' + encodeURIComponent(v || '') }, v || '(runs without a sweep)') },
-    { name: 'progress', render: (s) => progressBar(s) },
-    { name: 'runs' }, { name: 'succeeded' }, { name: 'failed' },
-    { name: 'duration', render: fmtDuration }, { name: 'created', render: fmtTime },
-  ], rows, { id: 'sweeps-table' }));
+async function pageSweeps(main, seq) {
+  const cursor = await liveCursor();
+  const metricSel = el('select', { id: 'best-metric' }, el('option', { value: '' }, 'best run by…'));
+  const modeSel = el('select', { id: 'best-mode' }, el('option', { value: 'min' }, 'min'), el('option', { value: 'max' }, 'max'));
+  const holder = el('div');
+  const tableState = {};
+  main.append(el('h1', {}, 'Sweeps'), el('div', { class: 'toolbar' }, metricSel, modeSel), holder);
+  const load = async () => {
+    const m = metricSel.value || sessionStorage.getItem('assayBestMetric') || '';
+    const mode = modeSel.value;
+    const data = await api('sweeps' + (m ? '?metric=' + encodeURIComponent(m) + '&mode=' + mode : ''));
+    if (seq !== pageSeq) return;
+    if (metricSel.options.length !== data.metrics.length + 1) {
+      metricSel.replaceChildren(el('option', { value: '' }, 'best run by…'), ...data.metrics.map((k) => el('option', { value: k }, k)));
+      metricSel.value = data.metrics.includes(m) ? m : '';
+    }
+    if (!data.sweeps.length) { holder.replaceChildren(el('p', { class: 'muted' }, 'No runs in this database yet.')); return; }
+    const rows = data.sweeps.map((s) => [s.name, s, s.runs, s.succeeded, s.failed,
+      s.first_started_at && s.last_finished_at ? s.last_finished_at - s.first_started_at : null,
+      s.best ? s.best.value : null, s.best || null, null, s.created_at]);
+    const bestLabel = m ? 'best ' + m + ' (' + mode + ')' : 'best';
+    holder.replaceChildren(sortableTable([
+      { name: 'sweep', render: (v) => el('a', { href: '#/runs?sweep=' + encodeURIComponent(v || '') }, v || '(runs without a sweep)') },
+      { name: 'progress', render: (s) => progressBar(s) },
+      { name: 'runs' }, { name: 'succeeded' }, { name: 'failed' },
+      { name: 'duration', render: fmtDuration },
+      { name: 'best', label: bestLabel, render: (v) => fmt(v) },
+      { name: 'best run', render: (b) => b ? el('span', {}, runLink(b.run_id), ' ', b.name || '', ' ', stateBadge(b.state)) : '' },
+      { name: 'analysis', render: (v, r) => el('a', { href: '#/analysis?sweep=' + encodeURIComponent(r[0] || ''), class: 'analysis-link' }, 'analyse') },
+      { name: 'created', render: fmtTime },
+    ], rows, { id: 'sweeps-table', state: tableState }));
+  };
+  const chosen = () => {
+    sessionStorage.setItem('assayBestMetric', metricSel.value);
+    load();
+  };
+  metricSel.addEventListener('change', chosen);
+  modeSel.addEventListener('change', chosen);
+  await load();
+  followLive(seq, 0, cursor, load);
 }
 
 function progressBar(s) {
-  const bar = el('div', { class: 'bar', title: STATES.map((k) => k + ' ' + (s[k] || 0)).join(', ') });
-  for (const k of STATES) {
-    if (!s[k]) continue;
-    bar.append(el('span', { class: 's-' + k, style: 'width:' + (100 * s[k] / Math.max(1, s.runs)) + '%' }));
-  }
-  return el('div', { class: 'toolbar' }, bar, el('span', { class: 'muted' },
-    STATES.filter((k) => s[k]).map((k) => s[k] + ' ' + k).join(' · ')));
+  const counts = s.counts || Object.fromEntries(STATES.map((k) => [k, s[k] || 0]));
+  const shown = statesOf(counts);
+  const bar = el('div', { class: 'bar', title: shown.map((k) => k + ' ' + counts[k]).join(', ') });
+  for (const k of shown)
+    bar.append(el('span', { class: stateClass(k), 'data-state': k, style: 'width:' + (100 * counts[k] / Math.max(1, s.runs)) + '%' }));
+  return el('div', { class: 'toolbar' }, bar, el('span', { class: 'muted progress-text' },
+    shown.map((k) => counts[k] + ' ' + k).join(' · ')));
 }
 
-async function pageRuns(main, params) {
+async function pageRuns(main, params, seq) {
   const sweep = params.get('sweep');
-  const data = await api('runs' + (sweep === null ? '' : '?sweep=' + encodeURIComponent(sweep)));
+  const cursor = await liveCursor();
+  const path = 'runs' + (sweep === null ? '' : '?sweep=' + encodeURIComponent(sweep));
+  let data = await api(path);
   const hide = new Set(['params_json', 'command', 'sweep']);
-  const cols = data.columns.map((c, i) => ({ c, i })).filter(({ c }) => !hide.has(c));
-  const stIdx = data.columns.indexOf('state');
-  main.append(el('h1', {}, sweep === null ? 'All runs' : 'Runs of ' + (sweep || '(no sweep)')));
+  // Columns follow the data: a live refresh may bring a new metric column.
+  let cols, stIdx;
+  const columnsOf = () => {
+    cols = data.columns.map((c, i) => ({ c, i })).filter(({ c }) => !hide.has(c));
+    stIdx = data.columns.indexOf('state');
+  };
+  columnsOf();
+  main.append(el('h1', {}, sweep === null ? 'All runs' : 'Runs of ' + (sweep || '(no sweep)'),
+    sweep === null ? '' : el('a', { href: '#/analysis?sweep=' + encodeURIComponent(sweep), class: 'h-link' }, 'analyse')));
+  const present = [...new Set(data.rows.map((r) => r[stIdx]))];
   const stateSel = el('select', { id: 'state-filter' }, el('option', { value: '' }, 'any state'),
-    ...STATES.map((s) => el('option', { value: s }, s)));
+    ...STATES.concat(present.filter((s) => !STATES.includes(s))).map((s) => el('option', { value: s }, s)));
+  const tableState = {};
   const text = el('input', { id: 'text-filter', placeholder: 'filter: text in any column' });
   const compare = el('button', { type: 'button', id: 'compare' }, 'Compare selected');
   const count = el('span', { class: 'muted' });
@@ -239,100 +359,31 @@ async function pageRuns(main, params) {
         : c === 'duration_s' ? fmtDuration : undefined,
     })));
     const view = rows.map((r) => [null].concat(cols.map(({ i }) => r[i])));
+    const scrolled = holder.querySelector('.scroll')?.scrollTop || 0;  // a live redraw keeps the place
     holder.replaceChildren(sortableTable(columns, view, {
-      id: 'runs-table', rowAttrs: (r) => ({ 'data-run-id': r[vId] }),
+      id: 'runs-table', rowAttrs: (r) => ({ 'data-run-id': r[vId] }), state: tableState,
     }));
+    if (scrolled) holder.querySelector('.scroll').scrollTop = scrolled;
   };
   stateSel.addEventListener('change', draw);
   text.addEventListener('input', draw);
   compare.addEventListener('click', () => { location.hash = '#/compare?runs=' + [...selected].join(','); });
   draw();
-}
-
-async function pageRun(main, id, seq) {
-  let detail = await api('runs/' + id);
-  const r = detail.run;
-  const title = el('h1', {}, 'Run ' + r.id + ' ', r.name ? r.name + ' ' : '', stateBadge(r.state));
-  const info = el('dl', { id: 'run-info' });
-  const controls = chartControls(() => redrawAll());
-  const charts = el('div', { class: 'charts', id: 'charts' });
-  const events = el('div'), artifacts = el('div'), evals = el('div');
-  main.append(title, info, el('h2', {}, 'Metrics'), controls.bar, charts,
-    el('h2', {}, 'Timeline'), events, el('h2', {}, 'Checkpoints'), artifacts,
-    el('h2', {}, 'Eval results of its checkpoints'), evals);
-  const series = {};  // metric -> last series reply
-  const seen = {};    // metric -> "points/last_step" drawn
-
-  const drawInfo = (d) => {
-    const run = d.run;
-    title.replaceChildren('Run ' + run.id + ' ', run.name ? run.name + ' ' : '', stateBadge(run.state));
-    const rows = [['sweep', run.sweep ? el('a', { href: '#/runs?sweep=' + encodeURIComponent(run.sweep) }, run.sweep) : '—'],
-      ['attempt', run.attempt + ' of ' + run.max_attempts], ['command', el('code', {}, run.command)],
-      ['params', el('code', {}, run.params_json)], ['worker', run.worker_id || ''],
-      ['started', fmtTime(run.started_at)], ['finished', fmtTime(run.finished_at)],
-      ['duration', run.started_at && run.finished_at ? fmtDuration(run.finished_at - run.started_at) : '']];
-    if (run.failure_reason) rows.push(['failure', el('span', { class: 'error' }, run.failure_reason + (run.failure_detail ? ': ' + run.failure_detail : ''))]);
-    info.replaceChildren(...rows.flatMap(([k, v]) => [el('dt', {}, k), el('dd', {}, v)]));
-    events.replaceChildren(sortableTable(
-      [{ name: 'at', render: fmtTime }, { name: 'actor' }, { name: 'kind' }, { name: 'from' }, { name: 'to', render: (v) => v ? stateBadge(v) : '' }, { name: 'detail' }],
-      d.events.map((e) => [e.at, e.actor, e.kind, e.from_state, e.to_state, e.detail]), { id: 'events-table' }));
-    const byId = Object.fromEntries(d.artifacts.map((a) => [a.id, a]));
-    artifacts.replaceChildren(d.artifacts.length ? sortableTable(
-      [{ name: 'id' }, { name: 'kind' }, { name: 'step' }, { name: 'hash', render: (v) => el('code', {}, (v || '').slice(0, 12)) }, { name: 'parent' }, { name: 'path' }],
-      d.artifacts.map((a) => [a.id, a.kind, a.step, a.content_hash, a.parent_id ? (byId[a.parent_id] ? 'step ' + byId[a.parent_id].step : '#' + a.parent_id) : '', a.path]),
-      { id: 'artifacts-table' }) : el('p', { class: 'muted' }, 'No checkpoints.'));
-    evals.replaceChildren(d.evals.length ? sortableTable(
-      [{ name: 'step' }, { name: 'suite' }, { name: 'version' }, { name: 'metric' }, { name: 'filter' }, { name: 'value' }, { name: 'stderr' }, { name: 'n' }, { name: 'eval run', render: runLink }],
-      d.evals.map((e) => [e.checkpoint_step, e.suite, e.suite_version, e.metric, e.filter, e.value, e.stderr, e.n, e.eval_run_id]),
-      { id: 'evals-table' }) : el('p', { class: 'muted' }, 'No eval results.'));
-  };
-
-  const redraw = (metric) => {
-    const c = window.assayCharts[metric], s = series[metric];
-    if (!c || !s) return;
-    c.options.scales.y.type = controls.log() ? 'logarithmic' : 'linear';
-    c.data.datasets = [{ label: 'run ' + id, data: seriesData(s, controls.smoothing()), borderColor: COLORS[0], backgroundColor: COLORS[0] }];
-    c.update('none');
-  };
-  const redrawAll = () => Object.keys(series).forEach(redraw);
-
-  const refreshSeries = async (d) => {
-    for (const m of d.metrics) {
-      const mark = m.points + '/' + m.last_step;
-      if (seen[m.metric] === mark) continue;
-      const s = await api('runs/' + id + '/series?key=' + encodeURIComponent(m.metric));
-      if (seq !== pageSeq) return;
-      if (!window.assayCharts[m.metric]) {
-        const b = chartBox(m.metric);
-        charts.append(b.box);
-        window.assayCharts[m.metric] = lineChart(b.canvas, controls.log());
-        window.assayCharts[m.metric].$note = b.note;
-      }
-      series[m.metric] = s;
-      seen[m.metric] = mark;
-      window.assayCharts[m.metric].$note.textContent = noteFor(s);
-      redraw(m.metric);
-    }
-    if (!d.metrics.length) charts.replaceChildren(el('p', { class: 'muted', id: 'no-metrics' }, 'This run has no metrics (yet).'));
-    else charts.querySelector('#no-metrics')?.remove();
-  };
-
-  drawInfo(detail);
-  await refreshSeries(detail);
-  let last = JSON.stringify([detail.run, detail.events.length, detail.artifacts.length, detail.evals.length]);
-  poll(async () => {
-    const d = await api('runs/' + id);
+  followLive(seq, 0, cursor, async () => {
+    const d = await api(path);
     if (seq !== pageSeq) return;
-    const now = JSON.stringify([d.run, d.events.length, d.artifacts.length, d.evals.length]);
-    if (now !== last) { drawInfo(d); last = now; }
-    await refreshSeries(d);
-  }, seq);
+    if (JSON.stringify(d) === JSON.stringify(data)) return;
+    data = d;
+    columnsOf();
+    draw();
+  });
 }
 
 async function pageCompare(main, params, seq) {
   const ids = (params.get('runs') || '').split(',').filter((x) => /^\d+$/.test(x));
   main.append(el('h1', {}, 'Compare runs ' + ids.join(', ')));
   if (ids.length < 1) { main.append(el('p', { class: 'muted' }, 'Select runs on a runs page first.')); return; }
+  const cursor = await liveCursor();
   const details = await Promise.all(ids.map((id) => api('runs/' + id)));
   // Params side by side; a row whose values differ is highlighted.
   const params2 = details.map((d) => { try { return JSON.parse(d.run.params_json || '{}'); } catch (e) { return {}; } });
@@ -350,9 +401,10 @@ async function pageCompare(main, params, seq) {
   main.append(el('h2', {}, 'Params'), ptable, el('h2', {}, 'Metrics'), controls.bar, charts);
   const metrics = [...new Set(details.flatMap((d) => d.metrics.map((m) => m.metric)))].sort();
   const data = {};
+  const fetchSeries = (m) => Promise.all(details.map((d) => d.metrics.some((x) => x.metric === m)
+    ? api('runs/' + d.run.id + '/series?key=' + encodeURIComponent(m)) : null));
   for (const m of metrics) {
-    data[m] = await Promise.all(details.map((d) => d.metrics.some((x) => x.metric === m)
-      ? api('runs/' + d.run.id + '/series?key=' + encodeURIComponent(m)) : null));
+    data[m] = await fetchSeries(m);
     if (seq !== pageSeq) return;
     const b = chartBox(m);
     charts.append(b.box);
@@ -371,19 +423,46 @@ async function pageCompare(main, params, seq) {
     }
   };
   draw();
+  // Live while any compared run is not finished: re-read the series that grew.
+  if (details.every((d) => TERMINAL.has(d.run.state))) return;
+  const mark = (ds) => JSON.stringify(ds.map((d) => d.metrics));
+  let last = mark(details);
+  followLive(seq, 0, cursor, async () => {
+    const fresh = await Promise.all(ids.map((id) => api('runs/' + id)));
+    if (seq !== pageSeq || mark(fresh) === last) return;
+    last = mark(fresh);
+    details.splice(0, details.length, ...fresh);
+    for (const m of metrics) {
+      const s = await fetchSeries(m);
+      if (seq !== pageSeq) return;
+      data[m] = s;
+    }
+    draw();
+  });
 }
 
-async function pageEvals(main) {
-  const data = await api('evals');
+async function pageEvals(main, seq) {
+  const cursor = await liveCursor();
   main.append(el('h1', {}, 'Eval leaderboard'));
-  if (!data.rows.length) { main.append(el('p', { class: 'muted' }, 'No eval results yet.')); return; }
-  const idx = (c) => data.columns.indexOf(c);
-  main.append(sortableTable(data.columns.map((c) => ({
-    name: c,
-    render: c === 'producer_run_id' || c === 'eval_run_id' ? runLink
-      : c === 'checkpoint_hash' ? (v) => el('code', {}, (v || '').slice(0, 12)) : undefined,
-  })), data.rows, { id: 'evals-table' }));
-  void idx;
+  const holder = el('div');
+  const tableState = {};
+  main.append(holder);
+  let shown = null;
+  const load = async () => {
+    const data = await api('evals');
+    if (seq !== pageSeq) return;
+    const text = JSON.stringify(data);
+    if (text === shown) return;
+    shown = text;
+    if (!data.rows.length) { holder.replaceChildren(el('p', { class: 'muted' }, 'No eval results yet.')); return; }
+    holder.replaceChildren(sortableTable(data.columns.map((c) => ({
+      name: c,
+      render: c === 'producer_run_id' || c === 'eval_run_id' ? runLink
+        : c === 'checkpoint_hash' ? (v) => el('code', {}, (v || '').slice(0, 12)) : undefined,
+    })), data.rows, { id: 'evals-table', state: tableState }));
+  };
+  await load();
+  followLive(seq, 0, cursor, load);
 }
 
 function toCsv(columns, rows) {
@@ -431,7 +510,9 @@ async function pageSql(main) {
 
 async function route() {
   takeTokenFromFragment();
-  stopPolling();
+  pageAbort.abort();
+  pageAbort = new AbortController();
+  window.assayLive = { answers: 0, refreshes: 0 };
   const seq = ++pageSeq;
   for (const c of Object.values(window.assayCharts)) c.destroy();
   window.assayCharts = {};
@@ -447,14 +528,16 @@ async function route() {
   document.body.dataset.page = parts[0];
   try {
     if (typeof Chart === 'undefined') throw new Error('Chart.js did not load from /ui/chart.js (install libjs-chart.js)');
-    if (parts[0] === 'runs') await pageRuns(main, params);
+    if (parts[0] === 'runs') await pageRuns(main, params, seq);
     else if (parts[0] === 'run') await pageRun(main, parts[1], seq);
     else if (parts[0] === 'compare') await pageCompare(main, params, seq);
-    else if (parts[0] === 'evals') await pageEvals(main);
+    else if (parts[0] === 'analysis') await pageAnalysis(main, params, seq);
+    else if (parts[0] === 'evals') await pageEvals(main, seq);
     else if (parts[0] === 'sql') await pageSql(main);
-    else { document.body.dataset.page = 'sweeps'; await pageSweeps(main); }
+    else { document.body.dataset.page = 'sweeps'; await pageSweeps(main, seq); }
   } catch (e) {
     if (e instanceof AuthError) { sessionStorage.removeItem('assayToken'); return showLogin('The token was refused.'); }
+    if (seq !== pageSeq) return;  // left while loading: the abort is not an error
     main.append(el('p', { class: 'error', id: 'page-error' }, e.message));
   }
   if (seq === pageSeq) document.body.dataset.ready = '1';

@@ -64,6 +64,8 @@ std::string apply_heartbeat_reply(Shared& s, const Json& reply) {
     std::lock_guard lock(s.mu);
     for (int64_t id : cancel) s.cancel.insert(id);
     for (int64_t run : abort) {
+      // Held ahead and not started: forgotten, nothing to report.
+      std::erase_if(s.incoming, [&](const LeasedRun& l) { return l.run_id == run; });
       for (auto it = s.held.begin(); it != s.held.end();) {
         if (it->first == run) {
           s.dropped.insert(*it);
@@ -122,6 +124,13 @@ Result<LeasedRun> parse_leased_run(const Json& j) {
     }
     if (j.contains("gpus") && j["gpus"].is_array()) {
       for (auto& g : j["gpus"]) r.gpus.push_back(g.get<int>());
+    }
+    if (j.contains("cpus") && !j["cpus"].is_null()) {
+      auto cpus = int_of(j["cpus"]);
+      if (!cpus || *cpus < 0 || *cpus > 1000000)
+        return Status::Invalid("lease reply: run " + std::to_string(r.run_id) +
+                               ": cpus: expected an integer >= 0, got " + excerpt(j["cpus"]));
+      r.cpus = static_cast<int>(*cpus);
     }
     if (j.contains("resume_from") && j["resume_from"].is_object()) {
       const Json& rf = j["resume_from"];
@@ -257,22 +266,30 @@ namespace {
 // One lease request and what came back. Every reply field is checked before
 // use: a malformed reply is logged, never fatal.
 void lease_once(HttpClient& http, Shared& s) {
-  int room = 8;  // per request, when the worker sets no cap
+  // Per request: the coordinator places what fits its view of this worker's
+  // resources, raised by `ahead`; runs beyond the free slots wait here.
+  const int ahead = s.lease_ahead();
+  int room = std::max(8, s.cfg.cpus + ahead);
   {
     std::lock_guard lock(s.mu);
     int busy = s.live_processes + static_cast<int>(s.incoming.size());
-    if (s.cfg.max_runs > 0) room = s.cfg.max_runs - busy;
+    if (s.cfg.max_runs > 0) room = s.cfg.max_runs + ahead - busy;
   }
+  room = std::min(room, 1024);  // the coordinator's limit per request
   if (room <= 0) {
-    nap(50ms, s.abort);
+    nap(5ms, s.abort);
     return;
   }
   Json body = {{"worker_id", s.cfg.worker_id}, {"max_runs", room}, {"wait_s", s.cfg.lease_wait_s}};
+  if (ahead > 0) body["ahead"] = ahead;  // v1.11; older coordinators ignore it
   s.lease_in_flight = true;
   struct Landed {
     Shared& s;
     ~Landed() { s.lease_in_flight = false; }
   } landed{s};
+  // Checked after raising lease_in_flight: the supervisor hands held runs
+  // back only when no request is on the wire, and none starts after that.
+  if (s.stop_leasing) return;
   auto rep = http.post_json("/v1/worker/lease", body, s.cfg.lease_wait_s + 15);
   if (!rep.ok() || rep->retryable()) {
     nap(500ms, s.abort);
@@ -315,6 +332,7 @@ void lease_once(HttpClient& http, Shared& s) {
     std::lock_guard lock(s.mu);
     s.incoming.push_back(std::move(run).value());
   }
+  if (!runs->empty()) s.wake_supervisor();
 }
 
 }  // namespace

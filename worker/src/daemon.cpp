@@ -27,6 +27,15 @@ std::string random_hex(size_t bytes) {
   return out;
 }
 
+// Seconds since this worker last had a run leased, running or undelivered
+// (--idle-exit), updating *last_busy; only the watcher thread calls it.
+double idle_for(Shared& s, std::chrono::steady_clock::time_point* last_busy) {
+  auto now = std::chrono::steady_clock::now();
+  std::lock_guard lock(s.mu);
+  if (s.live_processes > 0 || !s.incoming.empty() || !s.held.empty()) *last_busy = now;
+  return std::chrono::duration<double>(now - *last_busy).count();
+}
+
 }  // namespace
 
 Result<std::map<std::string, std::string>> parse_labels(const std::string& text) {
@@ -85,6 +94,7 @@ Status run_worker(const WorkerConfig& cfg_in, const std::atomic<bool>& stop,
   }
 
   std::thread watcher([&] {
+    auto last_busy = std::chrono::steady_clock::now();  // --idle-exit
     while (!s.delivery_done) {
       if (stop && !s.stop_leasing) {
         s.stop_leasing = true;
@@ -100,6 +110,11 @@ Status run_worker(const WorkerConfig& cfg_in, const std::atomic<bool>& stop,
               " s, then delivering (signal again to abandon them)");
       }
       if (abort) s.abort = true;
+      if (s.cfg.idle_exit_s > 0 && !s.stop_leasing && idle_for(s, &last_busy) >= s.cfg.idle_exit_s) {
+        s.stop_leasing = true;
+        s.say("idle for " + std::to_string(s.cfg.idle_exit_s).substr(0, 6) +
+              " s (--idle-exit): leasing no more, exiting");
+      }
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
   });

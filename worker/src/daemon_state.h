@@ -3,6 +3,9 @@
 // set before the threads start and never written again.
 #pragma once
 
+#include <sys/eventfd.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <cstdint>
 #include <deque>
@@ -35,6 +38,7 @@ struct LeasedRun {
   Json params = Json::object();
   std::vector<std::pair<std::string, std::string>> env;
   std::vector<int> gpus;
+  int cpus = 1;  // CPU slots it holds (the lease reply's `cpus`)
   std::optional<double> timeout_s;
   // The checkpoint the coordinator asks this attempt to resume from (v1.9).
   std::string resume_path;
@@ -57,12 +61,27 @@ inline constexpr const char* kRecEvent = "event";
 inline constexpr const char* kRecFinished = "finished";
 
 struct Shared {
-  Shared(const WorkerConfig& c, std::ostream& l) : cfg(c), log_out(l) {}
+  Shared(const WorkerConfig& c, std::ostream& l)
+      : cfg(c), wake_fd(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)), log_out(l) {}
+  ~Shared() {
+    if (wake_fd >= 0) ::close(wake_fd);
+  }
+  Shared(const Shared&) = delete;
+  Shared& operator=(const Shared&) = delete;
 
   // Set before the threads start, then only read: no lock.
   const WorkerConfig& cfg;
   std::string instance;           // random per process start
   Spool* spool = nullptr;         // the Spool is thread-safe itself (its own mutex)
+  // Written to wake the supervisor out of its poll at once (a lease landed,
+  // a signal came) instead of at its next periodic pass; -1 if unavailable.
+  const int wake_fd;
+  void wake_supervisor() const {
+    uint64_t one = 1;
+    if (wake_fd >= 0) (void)!::write(wake_fd, &one, sizeof one);
+  }
+  // Runs leased ahead of free resources (WorkerConfig::lease_ahead resolved).
+  int lease_ahead() const { return cfg.lease_ahead >= 0 ? cfg.lease_ahead : cfg.cpus; }
 
   // Flags and settings any thread reads or writes: atomic, no lock.
   std::atomic<bool> registered{false};
@@ -81,7 +100,9 @@ struct Shared {
 
   // The run bookkeeping the lease, supervisor and delivery threads share.
   std::mutex mu;
-  std::deque<LeasedRun> incoming ASSAY_GUARDED_BY(mu);        // leased, not yet started
+  // Leased, not yet started: held (in lease order) until the run's CPU
+  // slots are free here; handed back unstarted on drain or preemption.
+  std::deque<LeasedRun> incoming ASSAY_GUARDED_BY(mu);
   std::set<int64_t> cancel ASSAY_GUARDED_BY(mu);              // runs a user cancelled
   std::set<AttemptKey> dropped ASSAY_GUARDED_BY(mu);          // no longer ours: kill, report nothing
   std::map<AttemptKey, LogCursor> logs ASSAY_GUARDED_BY(mu);  // logs still to ship

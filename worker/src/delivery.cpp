@@ -41,6 +41,25 @@ std::optional<int64_t> next_offset(const Json& reply) {
   return it == reply.end() ? std::nullopt : int_of(*it);
 }
 
+// Report types a batch may carry: each is idempotent at the coordinator, so
+// a replayed batch doubles nothing. Events (not de-duplicated) go alone.
+const char* batch_op(const std::string& type) {
+  if (type == kRecStarted) return "started";
+  if (type == kRecFinished) return "finished";
+  if (type == kRecMetrics) return "metrics";
+  if (type == kRecArtifact) return "artifacts";
+  return nullptr;
+}
+
+// One spool record on its way, parsed.
+struct Item {
+  uint64_t seq = 0;
+  Json rec;
+  AttemptKey key;
+  std::string type;
+  bool skip = false;  // its attempt was dropped: done with, never sent
+};
+
 class Delivery {
  public:
   explicit Delivery(Shared& s) : s_(s), http_(s.cfg.coordinator_url, s.cfg.token, &s.abort) {}
@@ -49,6 +68,15 @@ class Delivery {
  private:
   Outcome classify(const Result<HttpReply>& rep, const std::string& what);
   Outcome deliver(const Json& rec);
+  // Sends `items` (all batchable) as one batch; fills one outcome per item
+  // it got an answer for, in order, and stops at the first kRetry. Returns
+  // false when the coordinator does not take batches (before v1.11).
+  bool deliver_batch(const std::vector<Item>& items, std::vector<Outcome>* out);
+  // What a report's answer means for the record, and its side effects.
+  Outcome settle(const Item& it, Outcome o, const HttpReply& rep);
+  // Delivers records in order, batching runs of batchable ones; returns the
+  // seq of the last record done with (0: none) and whether to back off.
+  uint64_t deliver_all(const std::vector<SpoolRecord>& recs, bool* retry);
   // Leaves a `report_rejected` event on the run for a report the coordinator
   // refused with a 4xx; best effort, in order with the other reports.
   void note_rejection(const AttemptKey& key, const std::string& what, const HttpReply& rep);
@@ -59,6 +87,7 @@ class Delivery {
   HttpClient http_;
   std::chrono::steady_clock::time_point last_log_sweep_{};
   bool down_reported_ = false;
+  bool batches_ = true;  // false once the coordinator showed it takes none
 };
 
 Outcome Delivery::classify(const Result<HttpReply>& rep, const std::string& what) {
@@ -166,6 +195,13 @@ void Delivery::note_rejection(const AttemptKey& key, const std::string& what,
            (r.ok() ? "HTTP " + std::to_string(r->status) : r.status().message()) + ")");
 }
 
+// A `started` or `metrics` reply asks the worker to stop the run (a user's
+// cancel, or an adaptive-search stop decided on the points just sent).
+bool wants_cancel(const Json& reply) {
+  return reply.is_object() && reply.contains("cancel") && reply["cancel"].is_boolean() &&
+         reply["cancel"].get<bool>();
+}
+
 AttemptKey key_of(const Json& rec) {
   auto run = rec.contains("run_id") ? int_of(rec["run_id"]) : std::nullopt;
   auto attempt = rec.contains("attempt") ? int_of(rec["attempt"]) : std::nullopt;
@@ -183,8 +219,7 @@ Outcome Delivery::deliver(const Json& rec) {
   if (type == kRecStarted) {
     auto rep = http_.post_json(base + "/started", body);
     Outcome o = classify(rep, what);
-    if (o == Outcome::kDelivered && rep->json.is_object() && rep->json.contains("cancel") &&
-        rep->json["cancel"].is_boolean() && rep->json["cancel"].get<bool>()) {
+    if (o == Outcome::kDelivered && wants_cancel(rep->json)) {
       std::lock_guard lock(s_.mu);
       s_.cancel.insert(key.first);
     }
@@ -194,6 +229,10 @@ Outcome Delivery::deliver(const Json& rec) {
     auto rep = http_.post_json(base + op, body);
     Outcome o = classify(rep, what);
     if (o == Outcome::kRejected) note_rejection(key, what, *rep);
+    if (o == Outcome::kDelivered && wants_cancel(rep->json)) {
+      std::lock_guard lock(s_.mu);
+      s_.cancel.insert(key.first);
+    }
     return o;
   };
   if (type == kRecMetrics) {
@@ -218,49 +257,186 @@ Outcome Delivery::deliver(const Json& rec) {
   return Outcome::kRejected;
 }
 
+// After a report was answered: a `started` or `metrics` reply may carry a cancel, and a
+// `finished` one that is settled ends the run's bookkeeping here.
+Outcome Delivery::settle(const Item& it, Outcome o, const HttpReply& rep) {
+  if ((it.type == kRecStarted || it.type == kRecMetrics) && o == Outcome::kDelivered &&
+      wants_cancel(rep.json)) {
+    std::lock_guard lock(s_.mu);
+    s_.cancel.insert(it.key.first);
+  }
+  if (o == Outcome::kRejected && it.type != kRecStarted && it.type != kRecFinished)
+    note_rejection(it.key, it.type + " report of run " + std::to_string(it.key.first), rep);
+  if (it.type == kRecFinished && o != Outcome::kRetry) {
+    std::lock_guard lock(s_.mu);
+    s_.held.erase(it.key);
+    s_.logs.erase(it.key);
+  }
+  return o;
+}
+
+bool Delivery::deliver_batch(const std::vector<Item>& items, std::vector<Outcome>* out) {
+  Json reports = Json::array();
+  for (const auto& it : items) {
+    Json r = it.rec.contains("body") && it.rec["body"].is_object() ? it.rec["body"] : Json::object();
+    r["op"] = batch_op(it.type);
+    r["run_id"] = it.key.first;
+    r["attempt"] = it.key.second;
+    reports.push_back(std::move(r));
+  }
+  Json body = {{"worker_id", s_.cfg.worker_id}, {"instance", s_.instance}, {"reports", reports}};
+  auto rep = http_.post_json("/v1/worker/heartbeat", body);
+  std::string what = std::to_string(items.size()) + " report(s) from run " +
+                     std::to_string(items.front().key.first) + " on";
+  Outcome o = classify(rep, what);
+  if (o != Outcome::kDelivered) {
+    // The batch as a whole was not taken: nothing in it was applied.
+    if (o == Outcome::kRetry) return true;
+    batches_ = false;  // refused outright: send reports one by one
+    return false;
+  }
+  const Json* results = rep->json.is_object() && rep->json.contains("reports")
+                            ? &rep->json["reports"] : nullptr;
+  if (!results || !results->is_array() || results->size() != items.size()) {
+    // A coordinator before v1.11 took it as a plain heartbeat.
+    s_.say("the coordinator does not take report batches; sending reports one by one");
+    batches_ = false;
+    return false;
+  }
+  for (size_t i = 0; i < items.size(); ++i) {
+    const Json& r = (*results)[i];
+    HttpReply one;
+    auto status = r.is_object() && r.contains("status") ? int_of(r["status"]) : std::nullopt;
+    one.status = status.value_or(0);
+    one.json = r.is_object() && r.contains("body") ? r["body"] : Json();
+    one.body = one.json.dump(-1, ' ', false, Json::error_handler_t::replace);
+    if (one.json.is_object() && one.json.contains("error") && one.json["error"].is_object() &&
+        one.json["error"].contains("code") && one.json["error"]["code"].is_string())
+      one.error_code = one.json["error"]["code"].get<std::string>();
+    const Item& it = items[i];
+    Outcome oi = settle(it, classify(one, it.type + " report of run " + std::to_string(it.key.first)),
+                        one);
+    out->push_back(oi);
+    if (oi == Outcome::kRetry) break;
+  }
+  return true;
+}
+
+uint64_t Delivery::deliver_all(const std::vector<SpoolRecord>& recs, bool* retry) {
+  uint64_t last_done = 0;
+  std::vector<Item> batch;
+  // Sends the pending batch; false when the caller must stop (retry).
+  auto flush = [&]() -> bool {
+    std::vector<Item> send;
+    for (const auto& it : batch)
+      if (!it.skip) send.push_back(it);
+    std::vector<Outcome> outs;
+    if (!send.empty()) {
+      bool taken = false;
+      guarded(s_, "delivery of a report batch", [&] { taken = deliver_batch(send, &outs); });
+      if (!taken) {
+        // Not taken as a batch: the same records one by one, in order.
+        outs.clear();
+        for (const auto& it : send) {
+          Outcome o = Outcome::kRejected;
+          guarded(s_, "delivery of a report", [&] { o = deliver(it.rec); });
+          outs.push_back(o);
+          if (o == Outcome::kRetry) break;
+        }
+      }
+    }
+    size_t k = 0;  // next outcome of `send`
+    bool all = true;
+    for (const auto& it : batch) {
+      if (!it.skip) {
+        if (k >= outs.size() || outs[k] == Outcome::kRetry) {
+          all = false;
+          break;
+        }
+        if (outs[k] == Outcome::kStale) {
+          s_.say("run " + std::to_string(it.key.first) + " attempt " +
+                 std::to_string(it.key.second) +
+                 " is no longer this worker's; stopping it and dropping its reports");
+          s_.drop(it.key);
+        }
+        ++k;
+      }
+      last_done = it.seq;
+    }
+    batch.clear();
+    if (!all) *retry = true;
+    return all;
+  };
+  for (const auto& r : recs) {
+    if (s_.abort) break;
+    auto parsed = parse_json(r.payload, "spool record " + std::to_string(r.seq));
+    if (!parsed.ok() || !parsed->is_object()) {  // cannot happen unless edited by hand
+      if (!flush()) return last_done;
+      s_.say((parsed.ok() ? "spool record " + std::to_string(r.seq) + ": not a JSON object"
+                          : parsed.status().message()) + "; skipped");
+      last_done = r.seq;
+      continue;
+    }
+    Item it{r.seq, std::move(parsed).value(), {}, {}};
+    it.key = key_of(it.rec);
+    it.type = it.rec.contains("type") && it.rec["type"].is_string() ? it.rec["type"].get<std::string>() : "";
+    if (s_.is_dropped(it.key)) {
+      it.skip = true;
+      if (batch.empty()) last_done = r.seq;
+      else batch.push_back(std::move(it));  // the ack stays a prefix
+      continue;
+    }
+    if (batches_ && batch_op(it.type)) {
+      if (it.type == kRecFinished) {
+        // The contract: every log chunk of the attempt lands before `finished`.
+        Outcome lo = ship_logs(it.key, true);
+        if (lo == Outcome::kStale) {
+          s_.drop(it.key);
+          it.skip = true;
+        }
+        if (lo == Outcome::kRetry) {
+          flush();
+          *retry = true;
+          return last_done;
+        }
+      }
+      batch.push_back(std::move(it));
+      continue;
+    }
+    if (!flush()) return last_done;
+    Outcome o = Outcome::kRejected;
+    // A throw here would end the thread and with it every later report.
+    if (!guarded(s_, ("delivery of spool record " + std::to_string(r.seq)).c_str(),
+                 [&] { o = deliver(it.rec); }))
+      s_.say("spool record " + std::to_string(r.seq) + " skipped after the error above");
+    if (o == Outcome::kRetry) {
+      *retry = true;
+      return last_done;
+    }
+    if (o == Outcome::kStale) {
+      s_.say("run " + std::to_string(it.key.first) + " attempt " + std::to_string(it.key.second) +
+             " is no longer this worker's; stopping it and dropping its reports");
+      s_.drop(it.key);
+    }
+    last_done = r.seq;
+  }
+  flush();
+  return last_done;
+}
+
 void Delivery::run() {
   auto backoff = 100ms;
   while (!s_.abort) {
-    auto recs = s_.spool->pending(64);
+    auto recs = s_.spool->pending(256);
     if (recs.empty()) {
       if (s_.supervisor_done && s_.spool->pending_count() == 0) break;
       ship_all_logs();
-      std::this_thread::sleep_for(20ms);
+      // Wakes as soon as the supervisor appends: no polling delay.
+      s_.spool->wait_pending(20ms);
       continue;
     }
-    uint64_t last_done = 0;
     bool retry = false;
-    for (const auto& r : recs) {
-      if (s_.abort) break;
-      auto parsed = parse_json(r.payload, "spool record " + std::to_string(r.seq));
-      if (!parsed.ok() || !parsed->is_object()) {  // cannot happen unless edited by hand
-        s_.say((parsed.ok() ? "spool record " + std::to_string(r.seq) + ": not a JSON object"
-                            : parsed.status().message()) + "; skipped");
-        last_done = r.seq;
-        continue;
-      }
-      const Json& rec = *parsed;
-      AttemptKey key = key_of(rec);
-      if (s_.is_dropped(key)) {
-        last_done = r.seq;
-        continue;
-      }
-      Outcome o = Outcome::kRejected;
-      // A throw here would end the thread and with it every later report.
-      if (!guarded(s_, ("delivery of spool record " + std::to_string(r.seq)).c_str(),
-                   [&] { o = deliver(rec); }))
-        s_.say("spool record " + std::to_string(r.seq) + " skipped after the error above");
-      if (o == Outcome::kRetry) {
-        retry = true;
-        break;
-      }
-      if (o == Outcome::kStale) {
-        s_.say("run " + std::to_string(key.first) + " attempt " + std::to_string(key.second) +
-               " is no longer this worker's; stopping it and dropping its reports");
-        s_.drop(key);
-      }
-      last_done = r.seq;
-    }
+    uint64_t last_done = deliver_all(recs, &retry);
     if (last_done) {
       Status st = s_.spool->ack(last_done);
       if (!st.ok()) s_.say("spool ack failed: " + st.message());

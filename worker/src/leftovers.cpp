@@ -1,10 +1,15 @@
 #include "leftovers.h"
 
+#include <fcntl.h>
 #include <signal.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <mutex>
 #include <sstream>
 #include <vector>
 
@@ -13,11 +18,6 @@ namespace assay::worker {
 namespace fs = std::filesystem;
 
 namespace {
-
-fs::path session_file(const std::string& work_dir, std::pair<int64_t, int> key) {
-  return fs::path(work_dir) / "sessions" /
-         (std::to_string(key.first) + "." + std::to_string(key.second));
-}
 
 // Session id of a process from /proc/<pid>/stat (field 6), or -1. The command
 // name (field 2) may hold spaces and parentheses, so fields are counted from
@@ -59,37 +59,100 @@ std::vector<pid_t> members(pid_t sid, int64_t run_id) {
 
 pid_t session_of(pid_t pid) { return session_of_proc(std::to_string(pid)); }
 
-void record_session(const std::string& work_dir, std::pair<int64_t, int> key, pid_t sid) {
-  fs::path p = session_file(work_dir, key);
+namespace {
+
+// The journal of one work directory: "+<run>.<attempt> <sid>" when a run
+// starts, "-<run>.<attempt>" when it is over, appended with O_APPEND and
+// emptied (in place) whenever no run is live. One file instead of a file
+// per run: creating and deleting an inode per run cost more than the rest
+// of starting a run of `true`.
+struct Journal {
+  int fd = -1;
+  int live = 0;
+};
+
+std::mutex g_journals_mu;
+std::map<std::string, Journal> g_journals;
+
+fs::path journal_path(const std::string& work_dir) { return fs::path(work_dir) / "sessions.log"; }
+
+std::string key_text(std::pair<int64_t, int> key) {
+  return std::to_string(key.first) + "." + std::to_string(key.second);
+}
+
+void append_line(const std::string& work_dir, const std::string& line, int live_delta) {
+  std::lock_guard lock(g_journals_mu);
+  Journal& j = g_journals[work_dir];
+  if (j.fd < 0) {
+    std::error_code ec;
+    fs::create_directories(work_dir, ec);
+    j.fd = ::open(journal_path(work_dir).c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (j.fd < 0) return;  // best effort, as the record always was
+  }
+  j.live = std::max(0, j.live + live_delta);
+  if (j.live == 0 && live_delta < 0) {
+    if (ftruncate(j.fd, 0) == 0) return;
+  }
+  (void)!::write(j.fd, line.data(), line.size());
+}
+
+// Session ids recorded and not forgotten, by "<run>.<attempt>": the journal
+// replayed, plus the per-run files of older workers (<work_dir>/sessions/).
+std::map<std::string, long> recorded_sessions(const std::string& work_dir) {
+  std::map<std::string, long> out;
   std::error_code ec;
-  fs::create_directories(p.parent_path(), ec);
-  std::ofstream(p) << sid << "\n";
+  for (const auto& e : fs::directory_iterator(fs::path(work_dir) / "sessions", ec)) {
+    long sid = 0;
+    std::ifstream(e.path()) >> sid;
+    out[e.path().filename().string()] = sid;
+  }
+  std::ifstream in(journal_path(work_dir));
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.size() < 2) continue;
+    std::istringstream fields(line.substr(1));
+    std::string name;
+    long sid = 0;
+    fields >> name >> sid;
+    if (line[0] == '+') out[name] = sid;
+    if (line[0] == '-') out.erase(name);
+  }
+  return out;
+}
+
+}  // namespace
+
+void record_session(const std::string& work_dir, std::pair<int64_t, int> key, pid_t sid) {
+  append_line(work_dir, "+" + key_text(key) + " " + std::to_string(sid) + "\n", +1);
 }
 
 void forget_session(const std::string& work_dir, std::pair<int64_t, int> key) {
-  std::error_code ec;
-  fs::remove(session_file(work_dir, key), ec);
+  append_line(work_dir, "-" + key_text(key) + "\n", -1);
 }
 
 int kill_leftover_sessions(const std::string& work_dir,
                            const std::function<void(const std::string&)>& say) {
   int killed = 0;
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator(fs::path(work_dir) / "sessions", ec)) {
-    std::string name = e.path().filename().string();  // <run>.<attempt>
-    long sid = 0;
-    std::ifstream(e.path()) >> sid;
+  for (const auto& [name, sid] : recorded_sessions(work_dir)) {
     int64_t run_id = std::atoll(name.c_str());
-    if (sid > 1 && run_id > 0) {
-      std::vector<pid_t> left = members(static_cast<pid_t>(sid), run_id);
-      for (pid_t p : left) kill(p, SIGKILL);
-      if (!left.empty()) {
-        say("run " + name + ": killed " + std::to_string(left.size()) +
-            " process(es) left running by an earlier start of this worker");
-      }
-      killed += static_cast<int>(left.size());
+    if (sid <= 1 || run_id <= 0) continue;
+    std::vector<pid_t> left = members(static_cast<pid_t>(sid), run_id);
+    for (pid_t p : left) kill(p, SIGKILL);
+    if (!left.empty()) {
+      say("run " + name + ": killed " + std::to_string(left.size()) +
+          " process(es) left running by an earlier start of this worker");
     }
-    fs::remove(e.path(), ec);
+    killed += static_cast<int>(left.size());
+  }
+  std::error_code ec;
+  fs::remove_all(fs::path(work_dir) / "sessions", ec);
+  std::lock_guard lock(g_journals_mu);
+  auto it = g_journals.find(work_dir);
+  if (it != g_journals.end() && it->second.fd >= 0) {
+    (void)!ftruncate(it->second.fd, 0);
+    it->second.live = 0;
+  } else {
+    fs::resize_file(journal_path(work_dir), 0, ec);
   }
   return killed;
 }

@@ -17,7 +17,10 @@ namespace assay::worker {
 // zombie.
 pid_t session_of(pid_t pid);
 
-// <work_dir>/sessions/<run>.<attempt> holds the session id, in decimal.
+// <work_dir>/sessions.log, a journal: "+<run>.<attempt> <sid>" when a run
+// starts, "-<run>.<attempt>" when it is over, emptied whenever no run is
+// live. (Older workers kept one file per run under <work_dir>/sessions/;
+// those are read, and removed, too.)
 void record_session(const std::string& work_dir, std::pair<int64_t, int> key, pid_t sid);
 void forget_session(const std::string& work_dir, std::pair<int64_t, int> key);
 

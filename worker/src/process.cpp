@@ -1,11 +1,19 @@
-// Process-group supervision with fork/execve.
+// Process-group supervision with clone(CLONE_VM | CLONE_VFORK)/execve.
 //
-// Between fork and execve the child calls only async-signal-safe functions:
-// everything it needs (argv, envp, file descriptors) is prepared beforehand.
+// The child shares the worker's memory until execve (as posix_spawn does),
+// so starting a run costs no copy of the worker's page tables and no
+// copy-on-write faults: with fork, a run of `true` cost ~12 ms of CPU, most
+// of it copying and then tearing down the worker's address space.
+// Between clone and execve the child calls only async-signal-safe functions
+// and writes no memory the parent reads: everything it needs (argv, envp,
+// file descriptors) is prepared beforehand, and every signal is blocked
+// until the child has reset the worker's handlers.
 // Every descriptor is opened O_CLOEXEC, so the only ones a run inherits are
 // stdin (/dev/null), stdout, stderr and, at fd 3, the metrics pipe.
 #include <fcntl.h>
 #include <signal.h>
+#include <sched.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -76,10 +84,21 @@ void close_from(int from) {
 
 [[noreturn]] void child_main(const Fds& f, const LaunchSpec& spec, pid_t parent, char* const* argv,
                              char* const* envp) {
-  sigset_t all;
-  sigemptyset(&all);
-  sigprocmask(SIG_SETMASK, &all, nullptr);
-  for (int s : {SIGPIPE, SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGCHLD}) signal(s, SIG_DFL);
+  // A handler of the worker's must never run here (it would write the
+  // worker's memory): default dispositions first, then unblock.
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  sigemptyset(&dfl.sa_mask);
+  for (int s = 1; s < NSIG; ++s) {
+    struct sigaction old {};
+    if (s == SIGKILL || s == SIGSTOP || sigaction(s, nullptr, &old) != 0) continue;
+    bool handled = (old.sa_flags & SA_SIGINFO) || (old.sa_handler != SIG_DFL && old.sa_handler != SIG_IGN);
+    if (handled) sigaction(s, &dfl, nullptr);
+  }
+  for (int s : {SIGPIPE, SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGCHLD}) sigaction(s, &dfl, nullptr);
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
   if (setsid() < 0) child_fail(f.ereport_w, 1);
   if (spec.die_with_parent) {
     prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
@@ -100,6 +119,38 @@ void close_from(int from) {
   }
   execve("/bin/sh", argv, envp);
   child_fail(f.ereport_w, 5);
+}
+
+struct ChildArgs {
+  const Fds* f;
+  const LaunchSpec* spec;
+  pid_t parent;
+  char* const* argv;
+  char* const* envp;
+};
+
+int child_entry(void* p) {
+  const auto* a = static_cast<const ChildArgs*>(p);
+  child_main(*a->f, *a->spec, a->parent, a->argv, a->envp);
+}
+
+// Starts the child on its own small stack, sharing memory with this process
+// until it calls execve or _exit (this thread waits until then).
+pid_t spawn_child(const ChildArgs& args) {
+  constexpr size_t kStack = 64 << 10;  // the child only makes system calls
+  void* stack = mmap(nullptr, kStack, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK,
+                     -1, 0);
+  if (stack == MAP_FAILED) return -1;
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  pid_t pid = clone(child_entry, static_cast<char*>(stack) + kStack,
+                    CLONE_VM | CLONE_VFORK | SIGCHLD, const_cast<ChildArgs*>(&args));
+  int saved = errno;
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  munmap(stack, kStack);
+  errno = saved;
+  return pid;
 }
 
 const char* stage_name(int stage) {
@@ -162,10 +213,9 @@ Result<std::unique_ptr<Process>> Process::spawn(const LaunchSpec& spec) {
   std::string a0 = "sh", a1 = "-c", a2 = "trap : USR1\n" + spec.command;
   char* argv[] = {a0.data(), a1.data(), a2.data(), nullptr};
 
-  pid_t parent = getpid();
-  pid_t pid = fork();
-  if (pid < 0) return Status::IoError("fork: " + errno_text(errno));
-  if (pid == 0) child_main(f, spec, parent, argv, envp.data());
+  ChildArgs args{&f, &spec, getpid(), argv, envp.data()};
+  pid_t pid = spawn_child(args);
+  if (pid < 0) return Status::IoError("clone: " + errno_text(errno));
 
   close(f.ereport_w);
   f.ereport_w = -1;
@@ -180,6 +230,10 @@ Result<std::unique_ptr<Process>> Process::spawn(const LaunchSpec& spec) {
   } while (n < 0 && errno == EINTR);
   auto proc = std::unique_ptr<Process>(new Process());
   proc->pid_ = pid;
+#ifdef SYS_pidfd_open
+  // Not yet reaped, so the pid cannot have been reused. Close-on-exec.
+  if (n <= 0) proc->exit_fd_ = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+#endif
   if (n > 0) {  // the child failed before execve
     int st = 0;
     waitpid(pid, &st, 0);
@@ -197,6 +251,7 @@ Result<std::unique_ptr<Process>> Process::spawn(const LaunchSpec& spec) {
 
 Process::~Process() {
   close_metrics_fd();
+  if (exit_fd_ >= 0) close(exit_fd_);
   if (pid_ <= 0) return;
   if (!finished()) {
     signal_group(SIGKILL);

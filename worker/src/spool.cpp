@@ -82,6 +82,39 @@ Result<std::string> read_file(const std::string& path) {
 
 }  // namespace
 
+uint32_t crc32(std::string_view data);
+
+namespace {
+
+// One slot of the acked file: 20 decimal digits, a space, the crc32 of the
+// digits in 8 hex digits, a newline (30 bytes).
+constexpr size_t kAckedSlot = 30;
+
+}  // namespace
+
+std::string acked_slot_text(uint64_t seq) {
+  char digits[32], out[64];
+  std::snprintf(digits, sizeof digits, "%020llu", static_cast<unsigned long long>(seq));
+  std::snprintf(out, sizeof out, "%s %08x\n", digits, crc32(std::string_view(digits, 20)));
+  return std::string(out, kAckedSlot);
+}
+
+std::optional<uint64_t> parse_acked_slots(std::string_view text) {
+  std::optional<uint64_t> best;
+  for (size_t at = 0; at + kAckedSlot <= text.size() && at < 2 * kAckedSlot; at += kAckedSlot) {
+    std::string_view slot = text.substr(at, kAckedSlot);
+    if (slot[20] != ' ' || slot[29] != '\n') continue;
+    std::string_view digits = slot.substr(0, 20);
+    if (digits.find_first_not_of("0123456789") != std::string_view::npos) continue;
+    char hex[9];
+    std::snprintf(hex, sizeof hex, "%08x", crc32(digits));
+    if (slot.substr(21, 8) != std::string_view(hex, 8)) continue;
+    uint64_t seq = std::strtoull(std::string(digits).c_str(), nullptr, 10);
+    if (!best || seq > *best) best = seq;
+  }
+  return best;
+}
+
 uint32_t crc32(std::string_view data) {
   static const std::array<uint32_t, 256> table = [] {
     std::array<uint32_t, 256> t{};
@@ -108,12 +141,19 @@ Result<std::unique_ptr<Spool>> Spool::open(const std::string& dir, SpoolOpenStat
 
 Spool::~Spool() {
   if (fd_ >= 0) close(fd_);
+  if (acked_fd_ >= 0) close(acked_fd_);
 }
 
 Status Spool::load(SpoolOpenStats* stats) {
   SpoolOpenStats st;
-  if (auto a = read_file(dir_ + "/acked"); a.ok()) {
-    acked_ = std::strtoull(a->c_str(), nullptr, 10);
+  bool legacy_acked = false;
+  if (auto a = read_file(dir_ + "/acked"); a.ok() && !a->empty()) {
+    if (auto seq = parse_acked_slots(*a)) {
+      acked_ = *seq;
+    } else {
+      acked_ = std::strtoull(a->c_str(), nullptr, 10);  // the one-number text of older workers
+      legacy_acked = true;
+    }
   }
   std::vector<std::string> names;
   for (const auto& e : std::filesystem::directory_iterator(dir_)) {
@@ -179,6 +219,27 @@ Status Spool::load(SpoolOpenStats* stats) {
   }
   st.pending = unacked_.size();
   if (stats) *stats = st;
+  return open_acked(legacy_acked);
+}
+
+// The acked file is written in place from now on; an older worker's text
+// is replaced whole first (tmp + rename), so no torn rewrite can mix the two.
+Status Spool::open_acked(bool legacy) {
+  const std::string path = dir_ + "/acked";
+  if (legacy) {
+    std::string tmp = path + ".tmp";
+    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return Status::IoError(err(tmp + ": create"));
+    Status w = write_all(fd, acked_slot_text(acked_) + acked_slot_text(acked_), tmp);
+    if (w.ok() && fsync(fd) != 0) w = Status::IoError(err(tmp + ": fsync"));
+    close(fd);
+    ASSAY_RETURN_IF_ERROR(w);
+    if (rename(tmp.c_str(), path.c_str()) != 0) return Status::IoError(err(tmp + ": rename"));
+  }
+  bool existed = access(path.c_str(), F_OK) == 0;
+  acked_fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (acked_fd_ < 0) return Status::IoError(err(path + ": open"));
+  if (!existed || legacy) ASSAY_RETURN_IF_ERROR(fsync_dir(dir_));
   return Status::Ok();
 }
 
@@ -223,8 +284,14 @@ Result<uint64_t> Spool::append(const std::vector<std::string>& payloads) {
   next_seq_ = seq;
   seg.last_seq = seq - 1;
   seg_bytes_ += buf.size();
+  appended_.notify_all();
   if (seg_bytes_ >= kSegmentBytes) ASSAY_RETURN_IF_ERROR(open_segment_for_append(next_seq_));
   return next_seq_ - 1;
+}
+
+bool Spool::wait_pending(std::chrono::milliseconds limit) const {
+  std::unique_lock lock(mu_);
+  return appended_.wait_for(lock, limit, [&] { return !unacked_.empty(); });
 }
 
 std::vector<SpoolRecord> Spool::pending(size_t max_records, size_t max_bytes) const {
@@ -250,18 +317,23 @@ uint64_t Spool::acked() const {
   return acked_;
 }
 
+// Two slots, written alternately in place: a torn write can only spoil the
+// slot being written, and the other still holds the previous ack (its
+// records are then resent, which the coordinator de-duplicates). Costs one
+// fdatasync and, unlike a rename, no new inode per ack.
 Status Spool::write_acked(uint64_t seq) {
-  std::string tmp = dir_ + "/acked.tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return Status::IoError(err(tmp + ": create"));
-  Status w = write_all(fd, std::to_string(seq) + "\n", tmp);
-  if (w.ok() && fsync(fd) != 0) w = Status::IoError(err(tmp + ": fsync"));
-  close(fd);
-  ASSAY_RETURN_IF_ERROR(w);
-  if (rename(tmp.c_str(), (dir_ + "/acked").c_str()) != 0) {
-    return Status::IoError(err(tmp + ": rename"));
+  const std::string path = dir_ + "/acked";
+  std::string slot = acked_slot_text(seq);
+  off_t at = static_cast<off_t>(acked_slot_ * slot.size());
+  for (size_t done = 0; done < slot.size();) {
+    ssize_t n = pwrite(acked_fd_, slot.data() + done, slot.size() - done, at + static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Status::IoError(err(path + ": write"));
+    done += static_cast<size_t>(n);
   }
-  return fsync_dir(dir_);
+  if (fdatasync(acked_fd_) != 0) return Status::IoError(err(path + ": fdatasync"));
+  acked_slot_ ^= 1;
+  return Status::Ok();
 }
 
 Status Spool::ack(uint64_t seq) {

@@ -32,6 +32,13 @@ constexpr int64_t kMaxMalformedEvents = 100;   // per run; the rest are only cou
 constexpr size_t kMaxKeyBytes = 256;          // the coordinator's limit on a metric name
 constexpr size_t kLogTailBytes = 4096;         // per stream: 8 KiB together
 
+// `s` as one POSIX shell word: single-quoted, each ' written as '\''.
+std::string shell_word(const std::string& s) {
+  std::string out = "'";
+  for (char ch : s) out += ch == '\'' ? std::string("'\\''") : std::string(1, ch);
+  return out + "'";
+}
+
 std::string dump(const Json& j) {
   return j.dump(-1, ' ', false, Json::error_handler_t::replace);
 }
@@ -81,6 +88,8 @@ class Supervisor {
 
  private:
   bool iterate();
+  void start_held();
+  void hand_back(const LeasedRun& l);
   void start(LeasedRun lease);
   void poll_pipes();
   void step(RunSlot& r);
@@ -99,6 +108,7 @@ class Supervisor {
   Clock::time_point next_gpu_sample_ = Clock::now();
   std::vector<std::string> out_;  // records of this iteration, in order
   std::vector<std::unique_ptr<RunSlot>> slots_;
+  int cpus_busy_ = 0;  // CPU slots of the runs in slots_
 };
 
 void Supervisor::append_all(const std::vector<Json>& recs) {
@@ -121,18 +131,60 @@ void Supervisor::commit() {
 
 void Supervisor::append(const Json& rec) { append_all({rec}); }
 
-void Supervisor::start(LeasedRun lease) {
-  if (s_.preempting) {
-    // Leased by a request that was on the wire when the preemption came:
-    // handed back unstarted, as a preemption (requeued, no attempt used).
-    s_.say("run " + std::to_string(lease.run_id) + ": leased while preempted; handed back unstarted");
-    Json body = {{"exit_code", nullptr}, {"signal", nullptr}, {"oom_killed", false},
-                 {"timed_out", false},   {"cancelled", false}, {"preempted", true},
-                 {"spawn_error", nullptr}, {"log_tail", ""},   {"malformed_metric_lines", 0},
-                 {"exited_at", unix_now()}};
-    append(record(kRecFinished, {lease.run_id, lease.attempt}, body));
-    return;
+// A run held ahead (or leased by a request on the wire when the worker
+// stopped leasing) goes back unstarted, as a preemption: requeued without
+// using up an attempt. It stays in `held` (listed as active in heartbeats)
+// until that report is delivered.
+void Supervisor::hand_back(const LeasedRun& l) {
+  s_.say("run " + std::to_string(l.run_id) + ": leased ahead, handed back unstarted (" +
+         (s_.preempting ? "preempted" : "draining") + ")");
+  AttemptKey key{l.run_id, l.attempt};
+  {
+    std::lock_guard lock(s_.mu);
+    s_.held.insert(key);
   }
+  Json body = {{"exit_code", nullptr}, {"signal", nullptr}, {"oom_killed", false},
+               {"timed_out", false},   {"cancelled", false}, {"preempted", true},
+               {"unstarted", true},    {"spawn_error", nullptr}, {"log_tail", ""},
+               {"malformed_metric_lines", 0}, {"exited_at", unix_now()}};
+  append(record(kRecFinished, key, body));
+}
+
+// Starts held runs, in lease order, while their CPU slots (and the run cap)
+// are free; hands them all back once the worker stops leasing (drain) or is
+// preempted. A run needing more slots than the worker has starts once
+// nothing else runs (the coordinator never leases one ahead; this only
+// keeps it from stalling).
+void Supervisor::start_held() {
+  std::deque<LeasedRun> back;
+  std::vector<LeasedRun> go;
+  {
+    std::lock_guard lock(s_.mu);
+    if (s_.stop_leasing || s_.preempting) {
+      // Once no lease request is on the wire: handed back sooner, a run
+      // could be leased straight back to the request still parked there.
+      if (!s_.lease_in_flight) back.swap(s_.incoming);
+    } else {
+      int cpus = cpus_busy_;
+      size_t runs = slots_.size();
+      while (!s_.incoming.empty()) {
+        const LeasedRun& l = s_.incoming.front();
+        bool fits = !l.lease_error.empty() || runs == 0 ||
+                    ((s_.cfg.max_runs <= 0 || static_cast<int>(runs) < s_.cfg.max_runs) &&
+                     (l.cpus <= 0 || cpus + l.cpus <= s_.cfg.cpus));
+        if (!fits) break;
+        cpus += std::max(0, l.cpus);
+        ++runs;
+        go.push_back(std::move(s_.incoming.front()));
+        s_.incoming.pop_front();
+      }
+    }
+  }
+  for (auto& l : back) hand_back(l);
+  for (auto& l : go) start(std::move(l));
+}
+
+void Supervisor::start(LeasedRun lease) {
   auto slot = std::make_unique<RunSlot>();
   RunSlot& r = *slot;
   r.key = {lease.run_id, lease.attempt};
@@ -174,7 +226,11 @@ void Supervisor::start(LeasedRun lease) {
     }
   }
   LaunchSpec spec;
-  spec.command = r.lease.command;
+  // An executor prefix (`assay slurm exec ... --`) takes the command as one
+  // quoted word, so the run's own shell syntax reaches the executor intact.
+  spec.command = s_.cfg.command_prefix.empty()
+                     ? r.lease.command
+                     : s_.cfg.command_prefix + " " + shell_word(r.lease.command);
   spec.env = run_environment(env);
   spec.stdout_path = r.stdout_path;
   spec.stderr_path = r.stderr_path;
@@ -227,16 +283,32 @@ void Supervisor::start(LeasedRun lease) {
   if (!resumed.is_null())
     s_.say("run " + std::to_string(r.key.first) + ": resumes from step " +
            std::to_string(r.lease.resume_step) + " (" + r.lease.resume_path + ")");
+  cpus_busy_ += std::max(0, r.lease.cpus);
   slots_.push_back(std::move(slot));
 }
 
+// Sleeps until a metrics pipe has data, a run's leader exits (its pidfd),
+// the wake descriptor is written (a lease landed, a signal came) or 20 ms
+// pass (timeouts, flushes, group members outliving their leader).
 void Supervisor::poll_pipes() {
   std::vector<pollfd> fds;
   std::vector<RunSlot*> owners;
+  if (s_.wake_fd >= 0) {
+    fds.push_back({s_.wake_fd, POLLIN, 0});
+    owners.push_back(nullptr);
+  }
+  size_t first_pipe = fds.size();
   for (auto& r : slots_) {
     if (r->metrics_open && r->proc && r->proc->metrics_fd() >= 0) {
       fds.push_back({r->proc->metrics_fd(), POLLIN, 0});
       owners.push_back(r.get());
+    }
+  }
+  size_t first_exit = fds.size();
+  for (auto& r : slots_) {
+    if (r->proc && r->proc->exit_fd() >= 0 && !r->proc->leader_status()) {
+      fds.push_back({r->proc->exit_fd(), POLLIN, 0});
+      owners.push_back(nullptr);
     }
   }
   if (fds.empty()) {
@@ -245,7 +317,11 @@ void Supervisor::poll_pipes() {
   }
   int n = ::poll(fds.data(), fds.size(), 20);
   if (n <= 0) return;
-  for (size_t i = 0; i < fds.size(); ++i) {
+  if (first_pipe > 0 && fds[0].revents) {
+    uint64_t count = 0;
+    (void)!::read(s_.wake_fd, &count, sizeof count);
+  }
+  for (size_t i = first_pipe; i < first_exit; ++i) {
     if (!fds[i].revents) continue;
     RunSlot& r = *owners[i];
     if (!drain_fd(fds[i].fd, r.reader)) {  // every writer closed it
@@ -406,6 +482,7 @@ bool Supervisor::complete(RunSlot& r) {
 
 void Supervisor::finish(RunSlot& r) {
   flush_points(r, true);
+  cpus_busy_ -= std::max(0, r.lease.cpus);
   {
     std::lock_guard lock(s_.mu);
     --s_.live_processes;
@@ -426,8 +503,17 @@ void Supervisor::finish(RunSlot& r) {
   if (!tail.empty() && tail.back() != '\n') tail += '\n';
   tail += read_tail(r.stderr_path, kLogTailBytes);
   f.log_tail = tail;
-  Classification c = classify_exit(f);
   const ExitStatus& st = *f.status;
+  // A cluster that preempts a job (SLURM's cancel, preemption or time limit)
+  // signals every process in it, runs included, often before this worker has
+  // asked them to checkpoint: a run that died of SIGTERM while the worker is
+  // preempting was preempted too, not failed.
+  const bool died_of_term = (!st.exited && st.signal == SIGTERM) || (st.exited && st.code == 143);
+  if (s_.preempting && died_of_term && !r.cancelled && !r.timed_out && !r.preempted) {
+    r.preempted = true;
+    s_.say("run " + std::to_string(r.key.first) + ": ended by SIGTERM while preempting: preempted");
+  }
+  Classification c = classify_exit(f);
   bool killed9 = (!st.exited && st.signal == 9) || (st.exited && st.code == 137);
   Json body = {{"exit_code", st.exited ? Json(st.code) : Json(nullptr)},
                {"signal", st.exited ? Json(nullptr) : Json(st.signal)},
@@ -489,12 +575,7 @@ void Supervisor::run() {
 // spool. True when draining is complete.
 bool Supervisor::iterate() {
   {
-    std::deque<LeasedRun> fresh;
-    {
-      std::lock_guard lock(s_.mu);
-      fresh.swap(s_.incoming);
-    }
-    for (auto& l : fresh) start(std::move(l));
+    start_held();
     poll_pipes();
     for (auto it = slots_.begin(); it != slots_.end();) {
       RunSlot& r = **it;
@@ -507,6 +588,9 @@ bool Supervisor::iterate() {
         ++it;
       }
     }
+    // A slot freed above is taken at once: its `finished` report and the
+    // next run's `started` share one spool append.
+    start_held();
     sample_gpus();
     commit();
     if (s_.stop_leasing && slots_.empty() && !s_.lease_in_flight) {

@@ -37,6 +37,12 @@ struct Options {
   // asks for 1,000,000, the cap before this budget existed).
   double query_time_budget_s = 10;
   size_t query_max_rows = 1000000;
+  // When an acknowledged write is durable (the store's WAL synchronous mode):
+  // "normal" survives a crash of the coordinator process, "full" also power
+  // loss and OS crashes (an fsync per group commit, ~4.5 ms here, which
+  // bounds the commit rate). Every ack that reports stored data says which
+  // one is in force ("durability").
+  std::string durability = "normal";
 };
 
 // The longest a long-poll (lease, logs?wait_s) is held before it is answered

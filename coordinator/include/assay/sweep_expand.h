@@ -32,7 +32,19 @@ struct ExpandedRun {
 // Hard cap on the number of runs one sweep may expand to.
 inline constexpr int64_t kMaxSweepRuns = 100000;
 
+// A sweep with adaptive-search keys (assay/search.h) is checked here too. A
+// sampled sweep (one that names a "sampler" or "max_concurrent") expands to
+// its first proposals only: samples 0..n-1 with n = min(max_concurrent,
+// samples) (all `samples` when max_concurrent is 0), drawn without results;
+// the coordinator proposes the rest as runs finish (search_driver.cpp).
 Result<std::vector<ExpandedRun>> expand_sweep(const schemas::SweepSpec& spec);
+
+// Whether the sweep document's runs are proposed one by one.
+bool is_sampled_sweep(const nlohmann::json& raw);
+
+// Sample k of a sampled sweep with the proposed `params`: index k, the name
+// "<sweep>-<k, 4 digits>" and the rendered command.
+Result<ExpandedRun> sampled_run(const schemas::SweepSpec& spec, int k, const nlohmann::json& params);
 
 // Substitutes "{name}" (name: letters, digits, _) with params[name]:
 // strings verbatim, numbers in their shortest round-trip form, booleans as

@@ -5,9 +5,12 @@
 // CUBLAS_COMPUTE_32F_FAST_TF32: 10-bit mantissa inputs, fp32 accumulation);
 // softmax, LayerNorm, losses and reductions are fp32 (loss sums in double).
 //
-// This header compiles without the CUDA toolkit. In a build without CUDA
-// (ASSAY_WITH_CUDA undefined) every device entry point returns the error
-// "this build has no CUDA support ...", so callers need no #ifdefs.
+// This header compiles without the CUDA toolkit. The implementation lives in
+// a module, libassay_cuda.so, opened on the first device call
+// (engine_cuda_module.h); a CPU-only command never loads it. Without the
+// module (a build without nvcc, or the file missing) or without a driver,
+// every device entry point returns an error saying which and what to
+// install, so callers need no #ifdefs.
 //
 // Layouts are those of engine.h: tokens [B,T] int32, logits [B,T,V] fp32,
 // parameters in param_layout() order, Linear weights Conv1D [in,out].
@@ -40,15 +43,21 @@ struct Device {
 // device; see resolve_device. Errors name the string and the accepted forms.
 Result<Device> parse_device(std::string_view s);
 
-// True when this binary was built with the CUDA backend.
+// True when the CUDA backend module can be loaded (it was built with this
+// binary and its CUDA libraries are present); loads it.
 bool built_with_cuda();
+
+// False when this machine certainly has no NVIDIA GPU (no driver device node,
+// no NVIDIA display controller on the PCI bus) or CUDA_VISIBLE_DEVICES is
+// empty; true means "ask CUDA". Cheap: loads nothing.
+bool gpu_may_be_present();
 
 // Number of visible CUDA devices. Errors: no CUDA in this build, or the CUDA
 // runtime failed (the message carries cudaGetDeviceCount's error string).
 Result<int> cuda_device_count();
 
 // "auto" (or ""): cuda:0 when this build has CUDA and a GPU is visible, else
-// cpu. Otherwise parse_device plus availability checks: a CUDA device in a
+// cpu (without loading the module when gpu_may_be_present() is false). Otherwise parse_device plus availability checks: a CUDA device in a
 // build without CUDA, no GPU visible, or an ordinal out of range are errors.
 Result<Device> resolve_device(std::string_view s);
 
@@ -56,6 +65,8 @@ Result<Device> resolve_device(std::string_view s);
 Result<std::string> device_name(int index);
 
 // ------------------------------------------------------ device model
+
+class DeviceModel;  // the module's model behind a CudaGPT (engine_cuda_module.h)
 
 // Kernels for distillation on device (same formulas as obj::distill).
 enum class DistillKind { kForwardKL = 0, kReverseKL = 1 };
@@ -138,6 +149,9 @@ class CudaGPT {
   Status download_grads(std::span<float> out) const;
   // Copies the AdamW moments to the host (num_params() each).
   Status download_adam_state(std::span<float> m, std::span<float> v) const;
+
+  // The module-side model this handle forwards to.
+  DeviceModel& device_model() const;
 
   struct Impl;
 

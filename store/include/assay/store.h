@@ -32,7 +32,9 @@ namespace assay::store {
 //   queued|leased -> failed       (e.g. attempts exhausted, spawn error)
 //   queued|leased|running -> cancelled
 //   failed|cancelled -> queued    (user retry)
-enum class RunState { kQueued, kLeased, kRunning, kSucceeded, kFailed, kCancelled };
+//   leased|running -> pruned      (stopped at a rung by an adaptive search;
+//                                  final: never retried)
+enum class RunState { kQueued, kLeased, kRunning, kSucceeded, kFailed, kCancelled, kPruned };
 std::string_view to_string(RunState s);
 Result<RunState> parse_run_state(std::string_view s);
 bool is_terminal(RunState s);
@@ -224,11 +226,44 @@ struct EvalHookRun {
   int64_t seed = 0;
 };
 
+// ---- Adaptive search (migration 0008, search_store.cpp) ---------------------
+
+// One rung decision of an ASHA sweep (table search_rungs).
+struct RungRow {
+  int64_t sweep_id = 0, run_id = 0;
+  int bracket = 0, rung = 0;
+  int64_t step = 0;           // the rung's step
+  int64_t reported_step = 0;  // the step whose value was recorded there
+  std::string values_json = "[]";  // one value per objective; null for NaN
+  std::string cutoff_json = "null";
+  bool proceed = true;        // decision: 'continue' or 'stop'
+  double at = 0;
+};
+
+// One proposed sample of a sampled sweep (table search_samples).
+struct SampleRow {
+  int64_t sweep_id = 0;
+  int64_t sample_index = 0;
+  std::string params_json = "{}";
+  int64_t run_id = 0;
+  double at = 0;
+};
+
+// When a commit is durable (WAL mode, PRAGMA synchronous):
+//   kNormal: a committed transaction survives a crash of the process
+//            (kill -9); an OS crash or power loss can drop the last commits.
+//   kFull:   the WAL is fsync'd at every commit, so a commit also survives an
+//            OS crash or power loss.
+enum class Durability { kNormal, kFull };
+std::string_view to_string(Durability d);  // "normal" | "full"
+Result<Durability> parse_durability(std::string_view s);
+
 struct OpenOptions {
   bool create = true;       // create the file when missing
   bool migrate = true;      // apply pending migrations; otherwise refuse an old schema
   int busy_timeout_ms = 5000;
   std::function<double()> clock;  // unix seconds; the wall clock when empty
+  Durability durability = Durability::kNormal;
 };
 
 // Schema versions known to this binary.
@@ -244,6 +279,12 @@ class Store {
   const std::string& path() const { return path_; }
   Result<int> schema_version();
   double now() const;
+  // The durability this connection was opened with (verified at open by
+  // reading PRAGMA synchronous back).
+  Durability durability() const { return opts_.durability; }
+  // PRAGMA synchronous as the connection reports it now: 0 off, 1 normal,
+  // 2 full, 3 extra.
+  Result<int> synchronous_pragma();
 
   // Runs fn inside BEGIN IMMEDIATE..COMMIT; rolls back when fn fails.
   // Nested calls join the outer transaction.
@@ -279,6 +320,9 @@ class Store {
 
   // Metrics: upsert on (run, attempt, key, step), so re-delivery never
   // doubles and an attempt never overwrites another's points.
+  // The per-(run, attempt, metric) summary behind run_metric_summary and
+  // runs_wide (table metric_summary, migration 0007) is updated in the same
+  // transaction (metric_summary.cpp).
   Status put_metrics(const std::vector<MetricPoint>& points);
   // Ordered by attempt, key, step. `attempt`: a number >= 1, kCurrentAttempt
   // or kAllAttempts. kCurrentAttempt reads the run's curve (view
@@ -353,6 +397,25 @@ class Store {
   // The hook row of an eval run; empty for any other run.
   Result<std::optional<EvalHookRun>> eval_hook_of(int64_t eval_run_id);
 
+  // Adaptive search (search_store.cpp). record_rung writes the decision and
+  // its 'rung' audit event (`event_detail`) in one transaction; false when
+  // that (run, bracket, rung) was decided before (nothing written).
+  Result<bool> record_rung(const RungRow& r, const std::string& actor,
+                           const std::string& event_detail);
+  // A sweep's rung decisions in the order they were made.
+  Result<std::vector<RungRow>> rungs(int64_t sweep_id);
+  // Fails (constraint) when the sweep already has that sample index or run.
+  Status put_sample(const SampleRow& s);
+  // A sweep's samples by index.
+  Result<std::vector<SampleRow>> samples(int64_t sweep_id);
+  // The first point of `key` at or past `step` of the run's current attempt,
+  // or (last_metric) its highest step: {step, value}, NaN for a null value.
+  Result<std::optional<std::pair<int64_t, double>>> metric_at_or_after(int64_t run_id,
+                                                                       const std::string& key,
+                                                                       int64_t step);
+  Result<std::optional<std::pair<int64_t, double>>> last_metric(int64_t run_id,
+                                                                const std::string& key);
+
  private:
   Store(sqlite3* db, std::string path, OpenOptions opts);
   // Prepared once per connection, reset after each use. Only for SQL text
@@ -360,6 +423,14 @@ class Store {
   Result<sqlite3_stmt*> cached_stmt(std::string_view sql);
   Result<int64_t> intern_key(const std::string& key, bool* added);
   Result<int> current_attempt(int64_t run_id);
+  // Metric summary upkeep (metric_summary.cpp). apply_summary: what a batch
+  // wrote, per (run, attempt, key). recompute_own: one row's own part from
+  // its points. rebuild_prior: the prior part of every resumed attempt >=
+  // from_attempt of the run.
+  struct SummaryDelta;
+  Status apply_summary(const std::vector<SummaryDelta>& deltas);
+  Status recompute_own_summary(int64_t run_id, int attempt, int64_t key_id);
+  Status rebuild_prior_summary(int64_t run_id, int from_attempt);
   // Rebuilds runs_wide when a migration dropped it.
   Status ensure_wide_view();
   Status note_param_keys(const std::string& params_json);

@@ -57,9 +57,11 @@ struct ApiLimits {
 // True for paths api() answers: /v1/ui and below.
 bool is_api_path(std::string_view path);
 
-// Answers one request under /v1/ui from the database at db_path. `target`
+// Answers one request under /v1/ui from the database at db_path (run logs
+// from logs_dir, default <db_path>.logs, the coordinator's layout). `target`
 // is the path plus query string. Never writes; never throws.
+// GET /v1/ui/changes needs a server's change feed: see ui_http.h.
 Reply api(const std::string& db_path, std::string_view method, std::string_view target,
-          std::string_view body, const ApiLimits& limits);
+          std::string_view body, const ApiLimits& limits, const std::string& logs_dir = "");
 
 }  // namespace assay::ui

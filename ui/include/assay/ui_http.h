@@ -6,6 +6,9 @@
 //   /v1/ui/...      the JSON API (assay/ui.h), user token required in
 //                   `Authorization: Bearer`; run as Response::deferred when
 //                   the server can defer, so SQL never runs on its io thread.
+//   /v1/ui/changes  the change feed pages wait on (a long-poll): answered by
+//                   coordinator_hook() and serve(), which keep one
+//                   (src/live.h); handle_http alone answers it 404.
 #pragma once
 
 #include <optional>
@@ -20,6 +23,7 @@ namespace assay::ui {
 struct HttpConfig {
   std::string db_path;
   std::string user_token;  // empty: every /v1/ui request is refused (401)
+  std::string logs_dir;    // run logs; empty: <db_path>.logs (the coordinator's default)
   ApiLimits limits;        // cancel is set per request by the server
 };
 
@@ -32,7 +36,8 @@ std::optional<coordinator::Response> handle_http(const coordinator::Request& req
 coordinator::RouteHook coordinator_hook();
 
 // Serves the dashboard read-only from cfg.db_path until SIGINT/SIGTERM or
-// *stop (coordinator::serve_http; a pool runs the SQL).
+// *stop (coordinator::serve_http_async; a pool runs the SQL, a thread
+// watches the file for the change feed).
 Status serve(const HttpConfig& cfg, const coordinator::ServerOptions& opts,
              const std::atomic<bool>* stop = nullptr);
 

@@ -31,11 +31,25 @@ struct WorkerConfig {
   std::map<std::string, std::string> labels;
   std::string work_dir;         // per-run directories: <work_dir>/runs/<run>.<attempt>/
   std::string spool_dir;        // default <work_dir>/spool
+  // Idle exit (a SLURM worker job releasing its allocation): with no run
+  // leased, running or undelivered for this many seconds, drain and return.
+  // 0: never.
+  double idle_exit_s = 0;
+  // Executor: when set, a run's command C runs as `<command_prefix> 'C'` (C
+  // shell-quoted), e.g. `assay slurm exec --partition P --` to run each run
+  // as its own SLURM job (`--executor slurm`); the prefix's process speaks
+  // the run protocol for it. Empty: runs run here.
+  std::string command_prefix;
   std::chrono::milliseconds kill_grace{10000};     // SIGTERM -> SIGKILL
   // Preemption: SIGUSR1 (and ASSAY_PREEMPT_FILE) -> stop as on a cancel.
   std::chrono::milliseconds preempt_grace{30000};
   std::chrono::milliseconds metrics_flush{250};    // batch interval per run
   double lease_wait_s = 5;      // long-poll length of a lease request
+  // Runs leased beyond free resources and held unstarted until a slot frees
+  // (the coordinator counts a slot busy until its run's `finished` report
+  // lands; holding the next run here keeps the slot from idling meanwhile).
+  // Handed back unstarted on drain and preemption. -1: as many as `cpus`.
+  int lease_ahead = -1;
 };
 
 // Runs until `stop` is set, then drains: no new leases, running runs finish

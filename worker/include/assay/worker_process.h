@@ -50,6 +50,10 @@ class Process {
   pid_t pid() const { return pid_; }
   // Read end of the metrics pipe (non-blocking), or -1.
   int metrics_fd() const { return metrics_fd_; }
+  // A pidfd of the leader: readable (poll POLLIN) once it has exited, so a
+  // supervisor can sleep until then instead of polling; -1 if the kernel
+  // has none (before Linux 5.3).
+  int exit_fd() const { return exit_fd_; }
   void close_metrics_fd();
 
   // Sends `sig` to every process in the group; false when none is left.
@@ -77,6 +81,7 @@ class Process {
 
   pid_t pid_ = -1;
   int metrics_fd_ = -1;
+  int exit_fd_ = -1;
   std::optional<ExitStatus> leader_;
   bool stop_requested_ = false;
   bool sigkill_sent_ = false;

@@ -162,6 +162,10 @@ Status Coordinator::Impl::reload() {
 
 // ---- Lease loss ---------------------------------------------------------------
 
+// Leases lost before their run started that are not counted against
+// max_attempts (runs.preemptions counts them with real preemptions).
+constexpr int kMaxUncountedAttempts = 16;
+
 Status Coordinator::Impl::lose_lease(int64_t run_id, const std::string& why) {
   lease_granted_at.erase(run_id);
   ASSAY_ASSIGN_OR_RETURN(auto r, db->get_run(run_id));
@@ -176,12 +180,17 @@ Status Coordinator::Impl::lose_lease(int64_t run_id, const std::string& why) {
   bool cancel = cancel_requested.count(run_id) != 0;
   // Preempted attempts do not count against max_attempts (migration 0006).
   ASSAY_ASSIGN_OR_RETURN(int preempted, db->preemptions(run_id));
+  // A lease lost before its run started (the reply never reached the worker,
+  // or the worker died holding it ahead of a free slot) ran nothing: like a
+  // lease handed back unstarted, it does not use up an attempt. Bounded, so a
+  // worker that loses every lease cannot cycle a run forever.
+  const bool uncounted = r.state == store::RunState::kLeased && preempted < kMaxUncountedAttempts;
   if (cancel) {
     t.to = store::RunState::kCancelled;
     t.failure_reason = store::FailureReason::kCancelled;
     t.failure_detail = "cancelled by user; worker lost (" + why + ")";
     t.detail = t.failure_detail;
-  } else if (r.attempt - preempted >= r.max_attempts) {
+  } else if (!uncounted && r.attempt - preempted >= r.max_attempts) {
     t.to = store::RunState::kFailed;
     t.failure_reason = store::FailureReason::kLostWorker;
     t.failure_detail = why + "; attempt " + std::to_string(r.attempt - preempted) + " of " +
@@ -192,11 +201,13 @@ Status Coordinator::Impl::lose_lease(int64_t run_id, const std::string& why) {
   } else {
     t.to = store::RunState::kQueued;
     t.bump_attempt = true;
-    t.detail = "lease lost: " + why + "; requeued as attempt " + std::to_string(r.attempt + 1);
+    t.detail = "lease lost: " + why + "; requeued as attempt " + std::to_string(r.attempt + 1) +
+               (uncounted ? " (it never started: not counted against max_attempts)" : "");
   }
   ASSAY_RETURN_IF_ERROR(db->transaction([&]() -> Status {
     ASSAY_RETURN_IF_ERROR(db->transition(t));
     if (cancel) ASSAY_RETURN_IF_ERROR(db->clear_cancel_request(run_id));
+    if (uncounted && t.to == store::RunState::kQueued) ASSAY_RETURN_IF_ERROR(db->note_preempted(run_id));
     // The next attempt resumes from the last checkpoint, if any (v1.9).
     if (t.to == store::RunState::kQueued) ASSAY_RETURN_IF_ERROR(db->set_resume(run_id, true));
     return Status::Ok();

@@ -10,6 +10,7 @@
 #include <optional>
 
 #include "assay/search.h"
+#include "splitmix.h"
 
 namespace assay::coordinator {
 namespace {
@@ -19,15 +20,7 @@ using Dim = schemas::Dimension;
 constexpr double kInf = std::numeric_limits<double>::infinity();
 constexpr double kPi = 3.14159265358979323846;
 
-struct Rng {  // SplitMix64 (Steele et al. 2014)
-  uint64_t state;
-  uint64_t next() {
-    uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-  }
-  double unit() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }  // [0, 1)
+struct Rng : SplitMix64 {
   double normal() {  // Box-Muller, one of the pair
     double u1 = 1.0 - unit(), u2 = unit();
     return std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * kPi * u2);
@@ -40,7 +33,7 @@ struct Rng {  // SplitMix64 (Steele et al. 2014)
 
 // The stream of sample k: independent of how many proposals came before.
 Rng stream_for(uint64_t seed, int k) {
-  Rng r{seed ^ (static_cast<uint64_t>(k) + 1) * 0xd1b54a32d192ed03ULL};
+  Rng r{{seed ^ (static_cast<uint64_t>(k) + 1) * 0xd1b54a32d192ed03ULL}};
   r.next();
   return r;
 }

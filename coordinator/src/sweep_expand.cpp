@@ -7,25 +7,13 @@
 
 #include "assay/hash.h"
 #include "assay/search.h"
+#include "splitmix.h"
 
 namespace assay::coordinator {
 namespace {
 
 using Json = nlohmann::json;
 using Dim = schemas::Dimension;
-
-// SplitMix64: a tiny, fully specified generator (Steele et al. 2014).
-struct SplitMix64 {
-  uint64_t state;
-  uint64_t next() {
-    uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-  }
-  // Uniform in [0, 1) with 53 random bits.
-  double unit() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }
-};
 
 Json draw(const Dim& d, SplitMix64& rng) {
   double u = rng.unit();

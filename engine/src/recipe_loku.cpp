@@ -8,11 +8,13 @@
 // saved as <out>/base/; with "default" (PEFT's init, B = 0) the base is the
 // init checkpoint itself. Every checkpoint directory holds the merged model
 // (a plain checkpoint for evals) and adapter/ in the PEFT layout, whose
-// base_model_name_or_path names the base checkpoint. CPU only.
+// base_model_name_or_path names the base checkpoint, plus optimizer.bin
+// (AdamW over the adapter parameters) and trainer_state.json, so a run
+// resumes (ASSAY_RESUME_FROM) or stops on a preemption request exactly as
+// train_loop's recipes do. CPU only.
 #include <chrono>
 #include <cmath>
 #include <filesystem>
-#include <iomanip>
 #include <sstream>
 
 #include "assay/lora.h"
@@ -102,6 +104,58 @@ Status measure_fisher(Run& run, const std::vector<Seq>& forget, const std::vecto
   return Status::Ok();
 }
 
+// Resume: the adapters of <ckpt>/adapter on the frozen base the first
+// attempt trained on — the init checkpoint ("default") or the FILA residual
+// base named by the checkpoint's lora_base (Fisher is not recomputed: the
+// base must be the same bits). Sets base_dir to the base used.
+Result<lora::LoraAdapters> resume_adapters(const Run& run, const LokuConfig& u, const std::string& init,
+                                           std::string& base_dir) {
+  const std::string ck = run.resume_from;
+  const auto& extra = run.resume_meta.extra;
+  auto meta = [&](const char* k) {
+    auto it = extra.find(k);
+    return it == extra.end() ? std::string() : it->second;
+  };
+  const std::string where = "resume checkpoint " + ck + ": config.json /assay/extra/";
+  if (meta("method") != "loku")
+    return Status::Invalid(where + "method: expected 'loku' (a LoKU checkpoint), got '" + meta("method") + "'");
+  if (meta("lora_init") != u.init)
+    return Status::Invalid(where + "lora_init: written with '" + meta("lora_init") + "', the config has /lora/init '" +
+                           u.init + "'");
+  if (u.init == "fila") {
+    base_dir = meta("lora_base");
+    std::error_code ec;
+    if (base_dir.empty() || !fs::exists(fs::path(base_dir) / engine::kModelFile, ec))
+      return Status::NotFound(where + "lora_base: the FILA residual base '" + base_dir +
+                              "' is missing (the first attempt writes it to <out_dir>/base; resuming "
+                              "needs that exact base and does not recompute the Fisher)");
+  } else {
+    base_dir = abs_dir(init);
+  }
+  auto base = engine::load_checkpoint(base_dir, engine::Mode::kFrozen);
+  if (!base.ok()) return base.status().with_context("resume " + ck + ": adapter base " + base_dir);
+  // With "default" the base is the init: it must still be the checkpoint the
+  // first attempt started from.
+  if (u.init != "fila" && base->hash != meta("init"))
+    return Status::Invalid(where + "init: the run started from checkpoint " + meta("init").substr(0, 12) +
+                           ", but the config's /init " + base_dir + " is now " + base->hash.substr(0, 12));
+  if (base->model.num_params() != run.model.num_params())
+    return Status::Invalid("resume " + ck + ": adapter base " + base_dir + " holds " +
+                           std::to_string(base->model.num_params()) + " parameters, the checkpoint " +
+                           std::to_string(run.model.num_params()));
+  const std::string adir = (fs::path(ck) / "adapter").string();
+  auto file = lora::read_adapter(adir);
+  if (!file.ok()) return file.status().with_context("resume " + ck);
+  if (file->config.r != u.lora.r || file->config.alpha != u.lora.alpha || file->config.targets != u.lora.targets)
+    return Status::Invalid("resume " + ck + ": adapter " + adir + " has r " + std::to_string(file->config.r) +
+                           ", targets " + join(file->config.targets) + "; the config's /lora has r " +
+                           std::to_string(u.lora.r) + ", targets " + join(u.lora.targets) +
+                           " (or a different alpha)");
+  auto ad = lora::load_adapter(base->model, *file);
+  if (!ad.ok()) return ad.status().with_context("resume " + ck + ": adapter " + adir);
+  return std::move(*ad);
+}
+
 }  // namespace
 
 Result<RunSummary> recipe_unlearn_loku(Cfg& root, const std::string& text, const RunEnv& env) {
@@ -126,10 +180,13 @@ Result<RunSummary> recipe_unlearn_loku(Cfg& root, const std::string& text, const
   }
   if (forget.empty()) return Status::Invalid(u.forget + ": no forget examples");
 
-  auto ad = lora::LoraAdapters::create(run->model, u.lora, c.seed);
-  if (!ad.ok()) return ad.status().with_context(c.source + ": /lora");
   std::string base_dir = abs_dir(c.init);
-  if (u.init == "fila") {
+  const bool resuming = !run->resume_from.empty();
+  auto ad = resuming ? resume_adapters(*run, u, c.init, base_dir)
+                     : lora::LoraAdapters::create(run->model, u.lora, c.seed);
+  if (!ad.ok()) return resuming ? ad.status() : ad.status().with_context(c.source + ": /lora");
+  if (resuming) run->reporter->note("resume: adapters of " + run->resume_from + "/adapter on base " + base_dir);
+  if (u.init == "fila" && !resuming) {
     std::vector<double> imp_f, imp_r;
     double n_f = 0, n_r = 0;
     ASSAY_RETURN_IF_ERROR(measure_fisher(*run, forget, retain, *ad, imp_f, n_f, imp_r, n_r));
@@ -172,18 +229,12 @@ Result<RunSummary> recipe_unlearn_loku(Cfg& root, const std::string& text, const
   const engine::LrSchedule sched = schedule_of(c);
   RunSummary sum;
   sum.output_dir = run->out_dir;
-
-  auto checkpoint = [&](int64_t step, const std::string& name) -> Result<std::string> {
-    const std::string dir = abs_dir(fs::path(run->out_dir) / name);
-    engine::CheckpointMeta meta{step, run->parent_hash, run->meta_extra};
-    auto h = engine::save_checkpoint(dir, run->model, *run->tok, meta);
-    if (!h.ok()) return h.status().with_context("checkpoint " + dir);
-    ASSAY_RETURN_IF_ERROR(lora::save_adapter((fs::path(dir) / "adapter").string(), *ad, base_dir)
-                              .with_context("checkpoint " + dir));
-    run->parent_hash = *h;
-    sum.checkpoints.push_back(dir);
-    run->reporter->checkpoint(step, dir, *h);
-    return *h;
+  run->samplers = {&fs_, &rs};
+  ASSAY_ASSIGN_OR_RETURN(const int64_t first_step, restore_state(*run, opt));
+  PreemptWatch preempt;
+  // Every checkpoint also holds adapter/ (PEFT layout); resuming reads it.
+  const CheckpointExtra adapter = [&](const std::string& dir) {
+    return lora::save_adapter((fs::path(dir) / "adapter").string(), *ad, base_dir);
   };
   auto holdout_loss = [&]() -> Result<double> {
     const std::size_t n = std::min(holdout.size(), static_cast<std::size_t>(u.holdout_eval));
@@ -204,7 +255,7 @@ Result<RunSummary> recipe_unlearn_loku(Cfg& root, const std::string& text, const
                       std::to_string(c.steps) + " steps, output " + run->out_dir);
   double window_tokens = 0;
   auto window_start = std::chrono::steady_clock::now();
-  for (int64_t step = 1; step <= c.steps; ++step) {
+  for (int64_t step = first_step; step <= c.steps; ++step) {
     const std::string at = "step " + std::to_string(step);
     std::map<std::string, double> m;
     run->model.zero_grad();
@@ -268,14 +319,10 @@ Result<RunSummary> recipe_unlearn_loku(Cfg& root, const std::string& text, const
       window_tokens = 0;
       window_start = std::chrono::steady_clock::now();
     }
-    if (c.checkpoint_every > 0 && step % c.checkpoint_every == 0 && step != c.steps) {
-      std::ostringstream s;
-      s << "ckpt-" << std::setw(6) << std::setfill('0') << step;
-      ASSAY_RETURN_IF_ERROR(checkpoint(step, s.str()).status());
-    }
+    ASSAY_RETURN_IF_ERROR(step_boundary(*run, sum, preempt, step, &opt, adapter));
   }
   ASSAY_RETURN_IF_ERROR(run->transcript.close());
-  ASSAY_ASSIGN_OR_RETURN(sum.final_hash, checkpoint(c.steps, "final"));
+  ASSAY_ASSIGN_OR_RETURN(sum.final_hash, write_checkpoint(*run, sum, c.steps, "final", &opt, adapter));
   return sum;
 }
 

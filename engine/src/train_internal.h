@@ -5,6 +5,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <signal.h>
+
 #include <chrono>
 #include <cstdint>
 #include <fstream>
@@ -215,6 +217,9 @@ struct Run {
   std::string resume_from;
   int64_t resume_step = 0;
   Json resume_state;  // its trainer_state.json
+  // Its metadata (config.json's "assay" block): recipes with state outside
+  // the model (LoKU: adapter base, init) read what they need from it.
+  engine::CheckpointMeta resume_meta;
 };
 
 // Exit code of `assay train` when it stopped on a preemption request
@@ -250,6 +255,57 @@ inline bool is_log_step(const CommonConfig& c, int64_t step) {
 // Runs cfg.steps steps: zero_grad, fn, clip, AdamW with the LR schedule,
 // metrics, checkpoints; writes final/ and closes the transcript.
 Result<RunSummary> train_loop(Run& run, const StepFn& fn, const LogFn& on_log = nullptr);
+
+// ------------------------------------------------- checkpoints and resume
+// The pieces of train_loop that a recipe with its own loop (LoKU) uses to
+// checkpoint, stop on preemption and resume the same way.
+
+// Preemption requests: SIGUSR1 (sent by `assay worker` to the run's process
+// group) sets a flag; requested() also polls the file named by
+// ASSAY_PREEMPT_FILE. The SIGUSR1 handler is installed for the object's
+// lifetime (one watch at a time).
+class PreemptWatch {
+ public:
+  PreemptWatch();
+  ~PreemptWatch();
+  PreemptWatch(const PreemptWatch&) = delete;
+  PreemptWatch& operator=(const PreemptWatch&) = delete;
+  bool requested() const;
+
+ private:
+  struct sigaction old_ {};
+  bool installed_ = false;
+  std::string file_;
+};
+
+// "ckpt-000042".
+std::string step_dir(int64_t step);
+
+// Files a recipe writes into a checkpoint directory beside the model (LoKU:
+// adapter/), after the weights and before the checkpoint is announced.
+using CheckpointExtra = std::function<Status(const std::string& dir)>;
+
+// Beside the weights, what resuming needs: optimizer.bin (`opt`'s moments
+// and step count; none when opt is null) and trainer_state.json (step,
+// positions of run.samplers, transcript length). Neither is hashed.
+Status write_trainer_state(Run& run, const engine::AdamW* opt, int64_t step, const std::string& dir);
+
+// Writes <out_dir>/<name> (model, `extra`, trainer state), makes it the
+// parent of the next one and reports it; returns its hash.
+Result<std::string> write_checkpoint(Run& run, RunSummary& sum, int64_t step, const std::string& name,
+                                     const engine::AdamW* opt = nullptr,
+                                     const CheckpointExtra& extra = nullptr);
+
+// Restores `opt` and run.samplers from run.resume_state; returns the first
+// step to run (1 for a fresh start).
+Result<int64_t> restore_state(Run& run, engine::AdamW& opt);
+
+// End of `step`: the periodic checkpoint (checkpoint_every) and, when a
+// preemption was requested and the run is not done, a checkpoint (the
+// periodic one if just written), the transcript closed and an Unavailable
+// status starting with kPreemptedMessage, which the loop returns.
+Status step_boundary(Run& run, RunSummary& sum, const PreemptWatch& preempt, int64_t step,
+                     const engine::AdamW* opt, const CheckpointExtra& extra = nullptr);
 
 // Forward pass of a batch; returns the logits view.
 Result<std::span<const float>> forward(engine::GPT& m, const Batch& b);

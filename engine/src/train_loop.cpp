@@ -221,11 +221,15 @@ Result<std::unique_ptr<Run>> start_run(const std::string& recipe, const CommonCo
   std::unique_ptr<engine::Tokenizer> tok;
   std::string parent;
   ASSAY_ASSIGN_OR_RETURN(engine::GPT model, make_model(cfg, tok, parent));
+  // The init checkpoint's hash, recorded as "init" in every checkpoint of
+  // the run, resumed or not (parent moves on to the resume checkpoint).
+  const std::string init_hash = parent;
   // Resume (ASSAY_RESUME_FROM, `assay train --resume DIR`): the checkpoint's
   // weights replace the initial ones; optimizer, samplers and step follow in
   // train_loop; the transcript continues below.
   std::string resume_from;
   Json resume_state;
+  engine::CheckpointMeta resume_meta;
   std::vector<std::string> transcript_lines;
   if (const char* r = std::getenv("ASSAY_RESUME_FROM"); r && *r) {
     resume_from = r;
@@ -238,6 +242,7 @@ Result<std::unique_ptr<Run>> start_run(const std::string& recipe, const CommonCo
                              std::to_string(model.num_params()));
     model = std::move(ck->model);
     parent = ck->hash;
+    resume_meta = std::move(ck->meta);
     ASSAY_ASSIGN_OR_RETURN(transcript_lines,
                            earlier_transcript(resume_from, resume_state["transcript_lines"].get<int64_t>()));
   }
@@ -252,7 +257,7 @@ Result<std::unique_ptr<Run>> start_run(const std::string& recipe, const CommonCo
   run->meta_extra["seed"] = std::to_string(cfg.seed);
   run->meta_extra["data_seed"] = std::to_string(cfg.data_seed);
   run->meta_extra["threads"] = std::to_string(cfg.threads);
-  if (!cfg.init.empty()) run->meta_extra["init"] = parent;
+  if (!cfg.init.empty()) run->meta_extra["init"] = init_hash;
   {
     std::ofstream cf(fs::path(out_dir) / "train_config.json", std::ios::binary | std::ios::trunc);
     cf << config_text;
@@ -266,6 +271,7 @@ Result<std::unique_ptr<Run>> start_run(const std::string& recipe, const CommonCo
     run->resume_from = resume_from;
     run->resume_step = resume_state["step"].get<int64_t>();
     run->resume_state = resume_state;
+    run->resume_meta = std::move(resume_meta);
   }
   run->reporter = std::make_unique<Reporter>(env, recipe, cfg.steps);
   ASSAY_RETURN_IF_ERROR(place_model(*run));
@@ -300,17 +306,12 @@ engine::LrSchedule schedule_of(const CommonConfig& c) {
   return s;
 }
 
-namespace {
-
 std::string step_dir(int64_t step) {
   std::ostringstream s;
   s << "ckpt-" << std::setw(6) << std::setfill('0') << step;
   return s.str();
 }
 
-// Beside the weights, what resuming needs: optimizer.bin (AdamW moments and
-// step count; CPU engine) and trainer_state.json (step, sampler positions,
-// transcript length). Neither is part of the checkpoint's hash.
 Status write_trainer_state(Run& run, const engine::AdamW* opt, int64_t step, const std::string& dir) {
   if (opt) ASSAY_RETURN_IF_ERROR(opt->save((fs::path(dir) / "optimizer.bin").string()));
   ASSAY_RETURN_IF_ERROR(run.transcript.flush());
@@ -327,7 +328,7 @@ Status write_trainer_state(Run& run, const engine::AdamW* opt, int64_t step, con
 }
 
 Result<std::string> write_checkpoint(Run& run, RunSummary& sum, int64_t step, const std::string& name,
-                                     const engine::AdamW* opt = nullptr) {
+                                     const engine::AdamW* opt, const CheckpointExtra& extra) {
   std::error_code ec;
   const fs::path abs = fs::absolute(fs::path(run.out_dir) / name, ec);
   const std::string dir = ec ? (fs::path(run.out_dir) / name).string() : abs.lexically_normal().string();
@@ -335,6 +336,7 @@ Result<std::string> write_checkpoint(Run& run, RunSummary& sum, int64_t step, co
   engine::CheckpointMeta meta{step, run.parent_hash, run.meta_extra};
   auto h = engine::save_checkpoint(dir, run.model, *run.tok, meta);
   if (!h.ok()) return h.status().with_context("checkpoint " + dir);
+  if (extra) ASSAY_RETURN_IF_ERROR(extra(dir).with_context("checkpoint " + dir));
   // Written before the checkpoint is announced: a reported checkpoint can
   // always be resumed from.
   ASSAY_RETURN_IF_ERROR(write_trainer_state(run, opt, step, dir).with_context("checkpoint " + dir));
@@ -344,43 +346,32 @@ Result<std::string> write_checkpoint(Run& run, RunSummary& sum, int64_t step, co
   return *h;
 }
 
-// Preemption requests: SIGUSR1 (sent by `assay worker` to the run's process
-// group) sets a flag; the loop also polls the file named by
-// ASSAY_PREEMPT_FILE. Either stops training at the next step boundary.
+namespace {
+// Set by SIGUSR1; either request stops training at the next step boundary.
 volatile std::sig_atomic_t g_preempt_signal = 0;
 void on_preempt_signal(int) { g_preempt_signal = 1; }
+}  // namespace
 
-// Installs the SIGUSR1 handler for the loop's lifetime.
-class PreemptWatch {
- public:
-  PreemptWatch() {
-    g_preempt_signal = 0;
-    struct sigaction sa {};
-    sa.sa_handler = on_preempt_signal;
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = SA_RESTART;
-    installed_ = sigaction(SIGUSR1, &sa, &old_) == 0;
-    if (const char* f = std::getenv("ASSAY_PREEMPT_FILE"); f && *f) file_ = f;
-  }
-  ~PreemptWatch() {
-    if (installed_) sigaction(SIGUSR1, &old_, nullptr);
-  }
-  PreemptWatch(const PreemptWatch&) = delete;
-  PreemptWatch& operator=(const PreemptWatch&) = delete;
-  bool requested() const {
-    if (g_preempt_signal) return true;
-    std::error_code ec;
-    return !file_.empty() && fs::exists(file_, ec);
-  }
+PreemptWatch::PreemptWatch() {
+  g_preempt_signal = 0;
+  struct sigaction sa {};
+  sa.sa_handler = on_preempt_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  installed_ = sigaction(SIGUSR1, &sa, &old_) == 0;
+  if (const char* f = std::getenv("ASSAY_PREEMPT_FILE"); f && *f) file_ = f;
+}
 
- private:
-  struct sigaction old_ {};
-  bool installed_ = false;
-  std::string file_;
-};
+PreemptWatch::~PreemptWatch() {
+  if (installed_) sigaction(SIGUSR1, &old_, nullptr);
+}
 
-// Restores optimizer and sampler state from run.resume_state; returns the
-// first step to run.
+bool PreemptWatch::requested() const {
+  if (g_preempt_signal) return true;
+  std::error_code ec;
+  return !file_.empty() && fs::exists(file_, ec);
+}
+
 Result<int64_t> restore_state(Run& run, engine::AdamW& opt) {
   if (run.resume_from.empty()) return int64_t{1};
   const Json& st = run.resume_state;
@@ -413,7 +404,21 @@ Result<int64_t> restore_state(Run& run, engine::AdamW& opt) {
   return run.resume_step + 1;
 }
 
-}  // namespace
+Status step_boundary(Run& run, RunSummary& sum, const PreemptWatch& preempt, int64_t step,
+                     const engine::AdamW* opt, const CheckpointExtra& extra) {
+  const CommonConfig& c = run.cfg;
+  const bool periodic = c.checkpoint_every > 0 && step % c.checkpoint_every == 0;
+  if (periodic && step != c.steps)
+    ASSAY_RETURN_IF_ERROR(write_checkpoint(run, sum, step, step_dir(step), opt, extra).status());
+  // A preemption request stops at this step boundary with a checkpoint
+  // (the one just written, if any), unless the run is done anyway.
+  if (step == c.steps || !preempt.requested()) return Status::Ok();
+  if (!periodic) ASSAY_RETURN_IF_ERROR(write_checkpoint(run, sum, step, step_dir(step), opt, extra).status());
+  ASSAY_RETURN_IF_ERROR(run.transcript.close());
+  return Status::Unavailable(std::string(kPreemptedMessage) + " at step " + std::to_string(step) +
+                             ": checkpoint " + sum.checkpoints.back() +
+                             " (resume with ASSAY_RESUME_FROM or --resume)");
+}
 
 Result<RunSummary> train_loop(Run& run, const StepFn& fn, const LogFn& on_log) {
   const CommonConfig& c = run.cfg;
@@ -473,19 +478,7 @@ Result<RunSummary> train_loop(Run& run, const StepFn& fn, const LogFn& on_log) {
       window_tokens = 0;
       window_start = std::chrono::steady_clock::now();
     }
-    const bool periodic = c.checkpoint_every > 0 && step % c.checkpoint_every == 0;
-    if (periodic && step != c.steps)
-      ASSAY_RETURN_IF_ERROR(write_checkpoint(run, sum, step, step_dir(step), opt_state).status());
-    // A preemption request stops at this step boundary with a checkpoint
-    // (the one just written, if any), unless the run is done anyway.
-    if (step != c.steps && preempt.requested()) {
-      if (!periodic)
-        ASSAY_RETURN_IF_ERROR(write_checkpoint(run, sum, step, step_dir(step), opt_state).status());
-      ASSAY_RETURN_IF_ERROR(run.transcript.close());
-      return Status::Unavailable(std::string(kPreemptedMessage) + " at step " + std::to_string(step) +
-                                 ": checkpoint " + sum.checkpoints.back() +
-                                 " (resume with ASSAY_RESUME_FROM or --resume)");
-    }
+    ASSAY_RETURN_IF_ERROR(step_boundary(run, sum, preempt, step, opt_state));
   }
   ASSAY_RETURN_IF_ERROR(run.transcript.close());
   ASSAY_ASSIGN_OR_RETURN(sum.final_hash, write_checkpoint(run, sum, c.steps, "final", opt_state));

@@ -145,3 +145,35 @@ TEST_F(Attempts, FinishedWithoutExitTimeOrWithABadOne) {
   EXPECT_DOUBLE_EQ(r["finished_at"].get<double>(), now_);
   EXPECT_DOUBLE_EQ(r["reported_at"].get<double>(), now_);
 }
+
+// A lease whose reply never reached the worker (the coordinator was killed
+// after committing it, say): the worker's heartbeats never list the run, so
+// after a lease ttl it is requeued. It never started, so it does not use up
+// the run's only attempt; a run that started and was then lost does.
+TEST_F(Attempts, LeaseLostBeforeTheRunStartedDoesNotUseUpAnAttempt) {
+  Json spec = {{"name", "once"},
+               {"command", "echo {x}"},
+               {"max_attempts", 1},
+               {"space", {{"x", {{"type", "grid"}, {"values", {1}}}}}}};
+  const int64_t id = user("POST", "/v1/sweeps", spec, 201)["runs"][0];
+  worker("POST", "/v1/worker/register", {{"worker_id", "w1"}, {"instance", "w1"}, {"cpus", 4}});
+  Json l = worker("POST", "/v1/worker/lease", {{"worker_id", "w1"}, {"max_runs", 1}});
+  ASSERT_EQ(l["runs"].size(), 1u);  // ... and the reply is lost
+  auto beat = [&] {
+    worker("POST", "/v1/worker/heartbeat",
+           {{"worker_id", "w1"}, {"instance", "w1"}, {"active", Json::array()}});
+  };
+  beat();
+  now_ += 31;  // past the 30 s lease ttl, the worker still heartbeating
+  beat();
+  Json r = user("GET", "/v1/runs/" + std::to_string(id))["run"];
+  EXPECT_EQ(r["state"], "queued") << r.dump();
+  EXPECT_EQ(r["attempt"], 2);
+  // The second lease starts and its worker is lost: that one counts.
+  start("w1", id, 2);
+  now_ += 31;
+  coord_->tick();
+  r = user("GET", "/v1/runs/" + std::to_string(id))["run"];
+  EXPECT_EQ(r["state"], "failed") << r.dump();
+  EXPECT_EQ(r["failure_reason"], "lost_worker");
+}

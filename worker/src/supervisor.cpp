@@ -497,8 +497,13 @@ void Supervisor::finish(RunSlot& r) {
   f.cancelled = r.cancelled;
   f.timed_out = r.timed_out;
   f.we_sent_sigkill = r.proc->sigkill_sent();
-  auto oom_after = oom_kill_count();
-  f.host_oom = r.oom_before && oom_after && *oom_after > *r.oom_before;
+  // The OOM counter matters only for a run that died of SIGKILL (classify_exit
+  // and oom_killed look at it for nothing else): skip the read otherwise.
+  const ExitStatus& ls = *f.status;
+  if ((!ls.exited && ls.signal == SIGKILL) || (ls.exited && ls.code == 137)) {
+    auto oom_after = oom_kill_count();
+    f.host_oom = r.oom_before && oom_after && *oom_after > *r.oom_before;
+  }
   std::string tail = read_tail(r.stdout_path, kLogTailBytes);
   if (!tail.empty() && tail.back() != '\n') tail += '\n';
   tail += read_tail(r.stderr_path, kLogTailBytes);

@@ -202,6 +202,9 @@ TEST_F(Api, LeaseExpiryRequeuesWithNextAttemptThenFailsLostWorker) {
   Json l = lease("w2", 1);
   ASSERT_EQ(l["runs"].size(), 1u);
   EXPECT_EQ(l["runs"][0]["attempt"], 2);
+  // (It starts the run: a lease lost before its run started would not count.)
+  worker("POST", "/v1/worker/runs/" + std::to_string(id) + "/started",
+         {{"worker_id", "w2"}, {"attempt", 2}});
   now_ += 31;
   coord_->tick();
   r = run(id);

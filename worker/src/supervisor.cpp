@@ -32,6 +32,23 @@ constexpr int64_t kMaxMalformedEvents = 100;   // per run; the rest are only cou
 constexpr size_t kMaxKeyBytes = 256;          // the coordinator's limit on a metric name
 constexpr size_t kLogTailBytes = 4096;         // per stream: 8 KiB together
 
+// The host's (or cgroup's) OOM-kill counter as of at most 100 ms ago, for a
+// run's "before" value. Reading and parsing /proc/vmstat at every start cost
+// more CPU than the rest of starting a trivial run; a value up to 100 ms old
+// can only make a run that later dies of SIGKILL look OOM-killed when the
+// kernel killed something else in those 100 ms. Supervisor thread only.
+std::optional<int64_t> recent_oom_kill_count() {
+  using Clock = std::chrono::steady_clock;
+  static std::optional<int64_t> value;
+  static std::optional<Clock::time_point> read_at;
+  const auto now = Clock::now();
+  if (!read_at || now - *read_at > std::chrono::milliseconds(100)) {
+    value = oom_kill_count();
+    read_at = now;
+  }
+  return value;
+}
+
 // `s` as one POSIX shell word: single-quoted, each ' written as '\''.
 std::string shell_word(const std::string& s) {
   std::string out = "'";
@@ -238,7 +255,7 @@ void Supervisor::start(LeasedRun lease) {
     std::lock_guard lock(s_.mu);
     s_.held.insert(r.key);
   }
-  r.oom_before = oom_kill_count();
+  r.oom_before = recent_oom_kill_count();
   auto proc = !r.lease.lease_error.empty()
                   ? Result<std::unique_ptr<Process>>(Status::Invalid(r.lease.lease_error))
               : ec ? Result<std::unique_ptr<Process>>(Status::IoError(

@@ -6,6 +6,8 @@
 #include <utility>
 
 #include <gtest/gtest.h>
+
+#include <limits>
 #include <sqlite3.h>
 
 #include <atomic>
@@ -291,6 +293,16 @@ TEST(UiLive, SeriesRangeSweepCountsAndAnalysis) {
   EXPECT_EQ(zoom["times"][0], 1000 + 4800);
   EXPECT_EQ(zoom["range"], (Json{{"from", 4900}, {"to", 5199}}));
   EXPECT_EQ(get(port, "/v1/ui/runs/3/series?key=loss&from=x")["http_status"], 400);
+  // A database written by other means may hold steps across all of int64:
+  // the whole-run view still buckets them (no overflow) into <= 2,000 points.
+  exec_sql(s.db, "INSERT INTO metrics(run_id, attempt, key_id, step, value, wall_time) VALUES "
+                 "(3, 1, 1, -9223372036854775808, 5.0, 0), (3, 1, 1, 9223372036854775807, 6.0, 0)");
+  Json wide = get(port, "/v1/ui/runs/3/series?key=loss");
+  EXPECT_EQ(wide["downsampled"], true) << wide.dump().substr(0, 300);
+  EXPECT_EQ(wide["first_step"], std::numeric_limits<int64_t>::min());
+  EXPECT_EQ(wide["last_step"], std::numeric_limits<int64_t>::max());
+  EXPECT_LE(wide["steps"].size(), 2000u);
+  exec_sql(s.db, "DELETE FROM metrics WHERE run_id = 3 AND (step < 0 OR step > 1000000)");
 
   exec_sql(s.db, "UPDATE runs SET state = 'pruned' WHERE id = 3");
   Json sw = get(port, "/v1/ui/sweeps?metric=loss&mode=min");

@@ -106,9 +106,12 @@ Result<Json> series(const std::string& db_path, int64_t run_id,
   const bool any = !std::holds_alternative<std::monostate>(span.rows[0][0]);
   const int64_t lo = int_of(span.rows[0][0]), hi = int_of(span.rows[0][1]);
 
+  // `assay ui` reads any database file, whose steps may span all of int64:
+  // the span is taken in unsigned arithmetic, where it cannot overflow.
+  const uint64_t span_steps = uint64_t(hi) - uint64_t(lo);
   std::vector<Point> pts;
   int64_t count = 0, nulls = 0, width = 0;
-  if (!any || hi - lo < max_points) {
+  if (!any || span_steps < uint64_t(max_points)) {
     // At most max_points distinct steps: every point.
     auto all_sql = read_sql(db_path, std::string("SELECT step, value, ") +
                                          (with_times ? "wall_time" : "0") + where + " ORDER BY step",
@@ -122,7 +125,7 @@ Result<Json> series(const std::string& db_path, int64_t run_id,
   } else {
     // One scan: per bucket its step range, min, max, count and NULLs.
     const int64_t buckets = max_points / 3;
-    width = (hi - lo) / buckets + 1;  // steps per bucket; (hi - lo) / width < buckets
+    width = int64_t(span_steps / uint64_t(buckets)) + 1;  // steps per bucket; span / width < buckets
     const std::string b = "(step - " + std::to_string(lo) + ") / " + std::to_string(width);
     auto agg_sql = read_sql(db_path,
         std::string("SELECT MIN(step), MAX(step), MIN(value), MAX(value), COUNT(*), SUM(value IS NULL), ") +

@@ -29,6 +29,7 @@ struct WorkerOpts {
   std::string labels;
   std::string work_dir = "assay-work";
   std::string spool_dir;
+  std::string durability = "normal";
   double kill_grace = 10;
   double lease_wait = 5;
   double preempt_grace = 30;
@@ -112,6 +113,7 @@ int run(const WorkerOpts& o) {
   cfg.labels = *labels;
   cfg.work_dir = wk::expand_worker_dir(o.work_dir, cfg.worker_id);
   cfg.spool_dir = o.spool_dir;
+  cfg.spool_full_sync = o.durability == "full";
   cfg.kill_grace = std::chrono::milliseconds(static_cast<int64_t>(o.kill_grace * 1000));
   cfg.lease_wait_s = o.lease_wait;
   cfg.preempt_grace = std::chrono::milliseconds(static_cast<int64_t>(o.preempt_grace * 1000));
@@ -170,6 +172,12 @@ void add_worker(CLI::App& app) {
   w->add_option("--spool-dir", o->spool_dir,
                 "Where undelivered reports wait while the coordinator is unreachable "
                 "(default: <work-dir>/spool)");
+  w->add_option("--durability", o->durability,
+                "When a spooled report is durable: normal = it survives a crash of this worker "
+                "(kill -9, OOM); full = also power loss and OS crashes of this node (fdatasync "
+                "at every spool append and ack)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"full", "normal"}));
   w->add_option("--kill-grace", o->kill_grace,
                 "Seconds between SIGTERM and SIGKILL on cancel or timeout")
       ->capture_default_str()

@@ -18,7 +18,18 @@ after=build/cli/assay), in one invocation and on the same machine:
 Each scenario gets a fresh coordinator (a temp SQLite file) and fresh
 workers (--workers of --slots CPU slots each). Standard library only.
 
+Each (binary, scenario) pair runs --repeat times, the binaries interleaved
+(A B A B ...), and the table gives the median. Scenario directories are
+deleted only when the benchmark exits: on ext4 without a journal (the
+development machine's root filesystem) the inode allocator skips, one by
+one, every inode freed in the last 60-360 s, so deleting one scenario's
+~5,000 files made the next scenario's worker spend 2-3x the CPU per run.
+
   bench/e2e/bench_e2e.py --assay before=/tmp/assay-before --assay after=build/cli/assay
+
+Compare binaries or worker options within one invocation: a second
+invocation started within ~6 minutes of the first one's cleanup, in the
+same directory, meets the inodes it freed (see above).
 """
 import argparse
 import json
@@ -36,9 +47,9 @@ POINTS_PER_RUN = 100
 
 
 class Cluster:
-    def __init__(self, assay, workers, slots, lease_wait):
+    def __init__(self, assay, workers, slots, lease_wait, parent, worker_args=()):
         self.assay = assay
-        self.dir = tempfile.mkdtemp(prefix="assay-bench-e2e-")
+        self.dir = tempfile.mkdtemp(prefix="scenario-", dir=parent)
         subprocess.run([assay, "coordinator", "init", "--dir", self.dir], check=True,
                        stdout=subprocess.DEVNULL)
         self.user = open(os.path.join(self.dir, "user.token")).read().strip()
@@ -59,7 +70,7 @@ class Cluster:
                 assay, "worker", "--coordinator", self.url, "--token-file",
                 os.path.join(self.dir, "worker.token"), "--id", "w%d" % i, "--gpus", "0",
                 "--cpus", str(slots), "--lease-wait", str(lease_wait),
-                "--work-dir", os.path.join(self.dir, "work%d" % i)])
+                "--work-dir", os.path.join(self.dir, "work%d" % i)] + list(worker_args))
         deadline = time.time() + 20
         while len(self.get("/v1/workers").get("workers", [])) < workers:
             if time.time() > deadline:
@@ -123,7 +134,6 @@ class Cluster:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def pct(values, p):
@@ -195,16 +205,44 @@ def latency_run(c, n):
             "l2r_max_ms": max(lr)}
 
 
+def one_scenario(path, sc, a, parent):
+    words = path.split()
+    c = Cluster(words[0], a.workers, a.slots, a.lease_wait, parent, words[1:])
+    try:
+        if sc == "trivial":
+            return sweep_run(c, "trivial", a.runs, "true {x}", 0)
+        if sc == "points":
+            return sweep_run(c, "points", a.runs, emit_command(), POINTS_PER_RUN)
+        if sc == "latency":
+            return latency_run(c, a.latency_runs)
+        raise SystemExit("unknown scenario " + sc)
+    finally:
+        c.close()
+
+
+def median_result(rs):
+    """The repetition with the median wall time (or median p99 for latency)."""
+    key = "wall_s" if "wall_s" in rs[0] else "l2r_p99_ms"
+    out = dict(sorted(rs, key=lambda r: r[key])[len(rs) // 2])
+    out["repeats"] = len(rs)
+    if key == "wall_s":
+        out["runs_per_s_all"] = [round(r["runs_per_s"]) for r in rs]
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--assay", action="append", required=True,
-                    help="LABEL=PATH of an assay binary (repeat to compare)")
+                    help="LABEL=PATH of an assay binary (repeat to compare); words after PATH "
+                    "are extra `assay worker` options, e.g. 'full=build/cli/assay --durability full'")
     ap.add_argument("--runs", type=int, default=1000)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--slots", type=int, default=4)
     ap.add_argument("--lease-wait", type=float, default=5)
     ap.add_argument("--latency-runs", type=int, default=50)
     ap.add_argument("--scenarios", default="trivial,points,latency")
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="runs of each (binary, scenario), interleaved; the table gives the median")
     ap.add_argument("--json", help="also write the results here")
     a = ap.parse_args()
     scenarios = a.scenarios.split(",")
@@ -214,34 +252,33 @@ def main():
                                                                       time.gmtime())))
     print("%d workers x %d slots, %d runs per sweep" % (a.workers, a.slots, a.runs))
     results = {}
-    for item in a.assay:
-        label, path = item.split("=", 1)
-        for sc in scenarios:
-            c = Cluster(path, a.workers, a.slots, a.lease_wait)
-            try:
-                if sc == "trivial":
-                    r = sweep_run(c, "trivial", a.runs, "true {x}", 0)
-                elif sc == "points":
-                    r = sweep_run(c, "points", a.runs, emit_command(), POINTS_PER_RUN)
-                elif sc == "latency":
-                    r = latency_run(c, a.latency_runs)
-                else:
-                    raise SystemExit("unknown scenario " + sc)
-            finally:
-                c.close()
-            r["load"] = os.getloadavg()[0]
-            results[(label, sc)] = r
-            print("%-8s %-8s %s" % (label, sc, json.dumps(
-                {k: round(v, 2) if isinstance(v, float) else v for k, v in r.items()})),
-                flush=True)
+    parent = tempfile.mkdtemp(prefix="assay-bench-e2e-")
+    try:
+        for rep in range(a.repeat):
+            for sc in scenarios:
+                for item in a.assay:
+                    label, path = item.split("=", 1)
+                    r = one_scenario(path, sc, a, parent)
+                    r["load"] = os.getloadavg()[0]
+                    results.setdefault((label, sc), []).append(r)
+                    print("%-8s %-8s %s" % (label, sc, json.dumps(
+                        {k: round(v, 2) if isinstance(v, float) else v for k, v in r.items()})),
+                        flush=True)
+    finally:
+        shutil.rmtree(parent, ignore_errors=True)
+    results = {k: median_result(v) for k, v in results.items()}
     print()
-    print("| binary | scenario | runs | runs/s | points/s | lease->running p50 / p99 (ms) |")
-    print("|---|---|---|---|---|---|")
+    print("| binary | scenario | runs | runs/s (median; all) | points/s | lease->running p50 / p99 (ms) | CPU ms per run (coordinator + workers + runs) |")
+    print("|---|---|---|---|---|---|---|")
     for (label, sc), r in results.items():
         rps = "%.0f" % r["runs_per_s"] if "runs_per_s" in r else "-"
         pps = "%.0f" % r["points_per_s"] if r.get("points") else "-"
-        print("| %s | %s | %d | %s | %s | %.1f / %.1f |" % (
-            label, sc, r["runs"], rps, pps, r["l2r_p50_ms"], r["l2r_p99_ms"]))
+        if "runs_per_s_all" in r:
+            rps += " (%s)" % ", ".join(str(x) for x in r["runs_per_s_all"])
+        cpu = r.get("cpu_ms_per_run")
+        cpu_s = "%.2f + %.2f + %.2f = %.2f" % (cpu[0], cpu[1], cpu[2], sum(cpu)) if cpu else ""
+        print("| %s | %s | %d | %s | %s | %.1f / %.1f | %s |" % (
+            label, sc, r["runs"], rps, pps, r["l2r_p50_ms"], r["l2r_p99_ms"], cpu_s))
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"%s/%s" % k: v for k, v in results.items()}, f, indent=1)

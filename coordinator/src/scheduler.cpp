@@ -37,12 +37,14 @@ void Scheduler::enqueue(const RunNeeds& r) {
   dequeue(r.run_id);
   queued_[r.run_id] = r;
   order_.insert({-r.priority, r.run_id});
+  if (r.cpus <= 0) ++queued_cpuless_;
 }
 
 bool Scheduler::dequeue(int64_t run_id) {
   auto it = queued_.find(run_id);
   if (it == queued_.end()) return false;
   order_.erase({-it->second.priority, run_id});
+  if (it->second.cpus <= 0) --queued_cpuless_;
   queued_.erase(it);
   return true;
 }
@@ -81,13 +83,22 @@ std::vector<Assignment> Scheduler::lease(const std::string& worker_id, int max_r
   if (wit == workers_.end() || max_runs <= 0) return out;
   WorkerInfo& w = wit->second;
   size_t on_worker = by_worker_[worker_id].size();
+  int free_gpus = 0;
+  for (const auto& g : w.gpus) free_gpus += g.held_by == 0 ? 1 : 0;
   for (auto it = order_.begin(); it != order_.end() && static_cast<int>(out.size()) < max_runs;) {
+    // A full worker asks again and again while thousands of runs queue:
+    // stop as soon as nothing left in the queue can fit, instead of testing
+    // every queued run (fits() is the rule; these only skip sure misses).
+    if (w.max_runs > 0 && on_worker >= static_cast<size_t>(w.max_runs)) break;
+    const int free_cpus = w.cpus - w.cpus_used;
+    if (free_cpus <= 0 && queued_cpuless_ == 0) break;
     const RunNeeds& r = queued_.at(it->second);
     std::vector<int> gpus;
-    if (!fits(w, on_worker, r, &gpus)) {
+    if (r.cpus > free_cpus || r.gpus > free_gpus || !fits(w, on_worker, r, &gpus)) {
       ++it;
       continue;
     }
+    free_gpus -= static_cast<int>(gpus.size());
     Assignment a{r.run_id, r.attempt, worker_id, gpus, r.cpus, lease_expires_at};
     for (auto& g : w.gpus)
       if (std::find(gpus.begin(), gpus.end(), g.index) != gpus.end()) g.held_by = r.run_id;
@@ -98,6 +109,7 @@ std::vector<Assignment> Scheduler::lease(const std::string& worker_id, int max_r
     out.push_back(std::move(a));
     int64_t id = it->second;
     it = order_.erase(it);
+    if (r.cpus <= 0) --queued_cpuless_;
     queued_.erase(id);
   }
   return out;

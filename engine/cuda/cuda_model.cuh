@@ -46,6 +46,7 @@ class CudaModel final : public DeviceModel {
   Status download_params(std::span<float> out) const override;
   Status download_grads(std::span<float> out) const override;
   Status download_adam_state(std::span<float> m, std::span<float> v) const override;
+  Status upload_adam_state(std::span<const float> m, std::span<const float> v, int64_t t) override;
 
   Status row_scores(std::span<const int32_t> rows, std::span<const int32_t> targets,
                     std::span<RowScore> out) override;

@@ -548,4 +548,19 @@ Status CudaModel::download_adam_state(std::span<float> m, std::span<float> v) co
   return download(v.data(), impl_->adam_v.get(), n * sizeof(float), "AdamW v");
 }
 
+Status CudaModel::upload_adam_state(std::span<const float> m, std::span<const float> v, int64_t t) {
+  if (impl_->mode != Mode::kTrain)
+    return Status::FailedPrecondition("CudaGPT::upload_adam_state: model is frozen (no optimizer state)");
+  const size_t n = impl_->params.size();
+  if (m.size() != n || v.size() != n)
+    return Status::Invalid("CudaGPT::upload_adam_state: expected " + std::to_string(n) + " floats each, got m " +
+                           std::to_string(m.size()) + " and v " + std::to_string(v.size()));
+  if (t < 0) return Status::Invalid("CudaGPT::upload_adam_state: step count " + std::to_string(t) + " < 0");
+  ASSAY_RETURN_IF_ERROR(impl_->use());
+  ASSAY_RETURN_IF_ERROR(upload(impl_->adam_m.get(), m.data(), n * sizeof(float), "AdamW m"));
+  ASSAY_RETURN_IF_ERROR(upload(impl_->adam_v.get(), v.data(), n * sizeof(float), "AdamW v"));
+  impl_->t = t;  // set only once both moments are in place
+  return Status::Ok();
+}
+
 }  // namespace assay::engine::cuda

@@ -70,6 +70,9 @@ Status CudaGPT::download_grads(std::span<float> out) const { return impl_->model
 Status CudaGPT::download_adam_state(std::span<float> m, std::span<float> v) const {
   return impl_->model->download_adam_state(m, v);
 }
+Status CudaGPT::upload_adam_state(std::span<const float> m, std::span<const float> v, int64_t t) {
+  return impl_->model->upload_adam_state(m, v, t);
+}
 
 // engine_cuda_rows.h
 Status row_scores(CudaGPT& model, std::span<const int32_t> rows, std::span<const int32_t> targets,

@@ -4,11 +4,14 @@
 //   "ASSAYAW1" (8 bytes) | t u64 | n u64 | beta1, beta2, eps, weight_decay f32
 //   | m[n] f32 | v[n] f32        (file size = 40 + 8n bytes)
 // load() restores t, m and v; the hyperparameters of the live optimizer are
-// kept, so a resumed run may change them.
+// kept, so a resumed run may change them. save_adamw_state/load_adamw_state
+// are the one writer and reader, for AdamW and for a CUDA device model's
+// downloaded state alike.
 #include <omp.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -74,19 +77,24 @@ constexpr char kMagic[8] = {'A', 'S', 'S', 'A', 'Y', 'A', 'W', '1'};
 constexpr size_t kHeader = 8 + 8 + 8 + 16;
 }  // namespace
 
-Status AdamW::save(const std::string& path) const {
+Status save_adamw_state(const std::string& path, const AdamWConfig& cfg, int64_t t,
+                        std::span<const float> m, std::span<const float> v) {
+  if (m.size() != v.size())
+    return Status::Invalid("optimizer state " + path + ": m holds " + std::to_string(m.size()) +
+                           " floats, v " + std::to_string(v.size()) + "; expected the same count");
+  if (t < 0) return Status::Invalid("optimizer state " + path + ": step count " + std::to_string(t) + " < 0");
   const std::string tmp = path + ".tmp";
   {
     std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
     if (!f) return Status::IoError("optimizer state " + tmp + ": cannot open for writing");
-    const uint64_t t = (uint64_t)t_, n = m_.size();
-    const float hp[4] = {cfg_.beta1, cfg_.beta2, cfg_.eps, cfg_.weight_decay};
+    const uint64_t tu = (uint64_t)t, n = m.size();
+    const float hp[4] = {cfg.beta1, cfg.beta2, cfg.eps, cfg.weight_decay};
     f.write(kMagic, 8);
-    f.write(reinterpret_cast<const char*>(&t), 8);
+    f.write(reinterpret_cast<const char*>(&tu), 8);
     f.write(reinterpret_cast<const char*>(&n), 8);
     f.write(reinterpret_cast<const char*>(hp), sizeof(hp));
-    f.write(reinterpret_cast<const char*>(m_.data()), (std::streamsize)(n * 4));
-    f.write(reinterpret_cast<const char*>(v_.data()), (std::streamsize)(n * 4));
+    f.write(reinterpret_cast<const char*>(m.data()), (std::streamsize)(n * 4));
+    f.write(reinterpret_cast<const char*>(v.data()), (std::streamsize)(n * 4));
     if (!f) return Status::IoError("optimizer state " + tmp + ": write failed");
   }
   std::error_code ec;
@@ -95,7 +103,7 @@ Status AdamW::save(const std::string& path) const {
   return Status::Ok();
 }
 
-Status AdamW::load(const std::string& path) {
+Result<AdamWState> load_adamw_state(const std::string& path, size_t n_expected) {
   std::error_code ec;
   const uint64_t size = std::filesystem::file_size(path, ec);
   if (ec) return Status::IoError("optimizer state " + path + ": " + ec.message());
@@ -111,21 +119,33 @@ Status AdamW::load(const std::string& path) {
   if (!f || std::memcmp(magic, kMagic, 8) != 0) {
     return Status::Corruption("optimizer state " + path + ": not an ASSAYAW1 file");
   }
-  if (n != m_.size()) {
+  if (n != n_expected) {
     return Status::Invalid("optimizer state " + path + ": holds " + std::to_string(n) +
-                           " parameters, the model has " + std::to_string(m_.size()));
+                           " parameters, the model has " + std::to_string(n_expected));
   }
   if (size != kHeader + 8 * n) {
     return Status::Corruption("optimizer state " + path + ": size " + std::to_string(size) +
                               " bytes, expected " + std::to_string(kHeader + 8 * n));
   }
-  std::vector<float> m(n), v(n);
-  f.read(reinterpret_cast<char*>(m.data()), (std::streamsize)(n * 4));
-  f.read(reinterpret_cast<char*>(v.data()), (std::streamsize)(n * 4));
+  if (t > (uint64_t)INT64_MAX)
+    return Status::Corruption("optimizer state " + path + ": step count " + std::to_string(t) + " out of range");
+  AdamWState st;
+  st.t = (int64_t)t;
+  st.m.resize(n);
+  st.v.resize(n);
+  f.read(reinterpret_cast<char*>(st.m.data()), (std::streamsize)(n * 4));
+  f.read(reinterpret_cast<char*>(st.v.data()), (std::streamsize)(n * 4));
   if (!f) return Status::IoError("optimizer state " + path + ": short read");
-  t_ = (int64_t)t;
-  m_ = std::move(m);
-  v_ = std::move(v);
+  return st;
+}
+
+Status AdamW::save(const std::string& path) const { return save_adamw_state(path, cfg_, t_, m_, v_); }
+
+Status AdamW::load(const std::string& path) {
+  ASSAY_ASSIGN_OR_RETURN(AdamWState st, load_adamw_state(path, m_.size()));
+  t_ = st.t;
+  m_ = std::move(st.m);
+  v_ = std::move(st.v);
   return Status::Ok();
 }
 

@@ -286,7 +286,8 @@ std::string step_dir(int64_t step);
 using CheckpointExtra = std::function<Status(const std::string& dir)>;
 
 // Beside the weights, what resuming needs: optimizer.bin (`opt`'s moments
-// and step count; none when opt is null) and trainer_state.json (step,
+// and step count, downloaded from run.dev when the run is on a CUDA device;
+// none when opt is null) and trainer_state.json (step,
 // positions of run.samplers, transcript length). Neither is hashed.
 Status write_trainer_state(Run& run, const engine::AdamW* opt, int64_t step, const std::string& dir);
 
@@ -296,8 +297,9 @@ Result<std::string> write_checkpoint(Run& run, RunSummary& sum, int64_t step, co
                                      const engine::AdamW* opt = nullptr,
                                      const CheckpointExtra& extra = nullptr);
 
-// Restores `opt` and run.samplers from run.resume_state; returns the first
-// step to run (1 for a fresh start).
+// Restores `opt` (or run.dev's optimizer state on a CUDA device) and
+// run.samplers from run.resume_state; returns the first step to run (1 for a
+// fresh start).
 Result<int64_t> restore_state(Run& run, engine::AdamW& opt);
 
 // End of `step`: the periodic checkpoint (checkpoint_every) and, when a

@@ -312,8 +312,32 @@ std::string step_dir(int64_t step) {
   return s.str();
 }
 
+namespace {
+
+// optimizer.bin of the run's optimizer. On a CUDA device the moments and
+// step count live on the device (CudaGPT::adamw_step, with opt's config) and
+// are downloaded into the file AdamW writes: both hold them in param_layout()
+// order, so a checkpoint resumes on either device.
+Status save_optimizer(const Run& run, const engine::AdamW& opt, const std::string& path) {
+  if (!run.dev) return opt.save(path);
+  const std::size_t n = run.dev->num_params();
+  std::vector<float> m(n), v(n);
+  ASSAY_RETURN_IF_ERROR(run.dev->download_adam_state(m, v).with_context("optimizer state " + path));
+  return engine::save_adamw_state(path, opt.config(), run.dev->adamw_t(), m, v);
+}
+
+// The reverse: into `opt` on the CPU, onto the device model on CUDA (after
+// the same checks AdamW::load makes).
+Status load_optimizer(Run& run, engine::AdamW& opt, const std::string& path) {
+  if (!run.dev) return opt.load(path);
+  ASSAY_ASSIGN_OR_RETURN(engine::AdamWState st, engine::load_adamw_state(path, run.dev->num_params()));
+  return run.dev->upload_adam_state(st.m, st.v, st.t).with_context("optimizer state " + path);
+}
+
+}  // namespace
+
 Status write_trainer_state(Run& run, const engine::AdamW* opt, int64_t step, const std::string& dir) {
-  if (opt) ASSAY_RETURN_IF_ERROR(opt->save((fs::path(dir) / "optimizer.bin").string()));
+  if (opt) ASSAY_RETURN_IF_ERROR(save_optimizer(run, *opt, (fs::path(dir) / "optimizer.bin").string()));
   ASSAY_RETURN_IF_ERROR(run.transcript.flush());
   Json samplers = Json::array();
   for (const Sampler* sp : run.samplers) samplers.push_back({sp->epoch(), sp->pos()});
@@ -376,13 +400,11 @@ Result<int64_t> restore_state(Run& run, engine::AdamW& opt) {
   if (run.resume_from.empty()) return int64_t{1};
   const Json& st = run.resume_state;
   const std::string where = run.resume_from + "/trainer_state.json";
-  if (run.dev)
-    return Status::FailedPrecondition(
-        "resume " + run.resume_from + ": resuming on a CUDA device is not supported yet (the "
-        "optimizer state lives on the device); resume with --device cpu");
   if (!st.value("optimizer", false))
     return Status::NotFound(where + ": /optimizer: the checkpoint has no optimizer state");
-  ASSAY_RETURN_IF_ERROR(opt.load((fs::path(run.resume_from) / "optimizer.bin").string())
+  // The weights are on the device already: start_run loads the checkpoint's
+  // into run.model before place_model uploads it.
+  ASSAY_RETURN_IF_ERROR(load_optimizer(run, opt, (fs::path(run.resume_from) / "optimizer.bin").string())
                             .with_context("resume"));
   const Json& sp = st["samplers"];
   if (sp.size() != run.samplers.size())
@@ -424,13 +446,13 @@ Result<RunSummary> train_loop(Run& run, const StepFn& fn, const LogFn& on_log) {
   const CommonConfig& c = run.cfg;
   engine::AdamWConfig ac;
   ac.weight_decay = static_cast<float>(c.weight_decay);
-  // On CUDA the optimizer state lives on the device (CudaGPT::adamw_step).
+  // On CUDA the optimizer state lives on the device (CudaGPT::adamw_step);
+  // opt then holds only the config, and checkpoints download the state.
   engine::AdamW opt = run.dev ? engine::AdamW(ac, 0, {}) : engine::AdamW(ac, run.model);
   const engine::LrSchedule sched = schedule_of(c);
   RunSummary sum;
   sum.output_dir = run.out_dir;
   ASSAY_ASSIGN_OR_RETURN(const int64_t first_step, restore_state(run, opt));
-  const engine::AdamW* opt_state = run.dev ? nullptr : &opt;
   PreemptWatch preempt;
   run.reporter->note("model " + std::to_string(run.model.num_params()) + " parameters, " +
                      std::to_string(c.steps) + " steps, output " + run.out_dir);
@@ -478,10 +500,10 @@ Result<RunSummary> train_loop(Run& run, const StepFn& fn, const LogFn& on_log) {
       window_tokens = 0;
       window_start = std::chrono::steady_clock::now();
     }
-    ASSAY_RETURN_IF_ERROR(step_boundary(run, sum, preempt, step, opt_state));
+    ASSAY_RETURN_IF_ERROR(step_boundary(run, sum, preempt, step, &opt));
   }
   ASSAY_RETURN_IF_ERROR(run.transcript.close());
-  ASSAY_ASSIGN_OR_RETURN(sum.final_hash, write_checkpoint(run, sum, c.steps, "final", opt_state));
+  ASSAY_ASSIGN_OR_RETURN(sum.final_hash, write_checkpoint(run, sum, c.steps, "final", &opt));
   return sum;
 }
 

@@ -1,6 +1,7 @@
 // Placement: GPU sharing, no double assignment, labels, CPU slots, order.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <set>
 
 #include "assay/scheduler.h"
@@ -141,4 +142,74 @@ TEST(Scheduler, LeasesExpireUnlessRenewedAndHoldRestoresAfterRestart) {
   EXPECT_FALSE(t.hold(clash).ok());  // GPU already held by run 1
   t.enqueue(gpu_run(3, 2));
   EXPECT_TRUE(t.lease("w", 1, 100).empty());
+}
+
+namespace {
+
+// The placement rule written as plainly as possible: walk the queue in
+// (priority, id) order and take every run fits() accepts. lease() must give
+// exactly this, whatever shortcuts it takes.
+std::vector<int64_t> reference_lease(const std::vector<RunNeeds>& queue, WorkerInfo w,
+                                     size_t on_worker, int max_runs) {
+  std::vector<RunNeeds> order = queue;
+  std::stable_sort(order.begin(), order.end(), [](const RunNeeds& a, const RunNeeds& b) {
+    return a.priority != b.priority ? a.priority > b.priority : a.run_id < b.run_id;
+  });
+  std::vector<int64_t> out;
+  for (const auto& r : order) {
+    if (static_cast<int>(out.size()) >= max_runs) break;
+    std::vector<int> gpus;
+    if (!Scheduler::fits(w, on_worker, r, &gpus)) continue;
+    for (auto& g : w.gpus)
+      if (std::find(gpus.begin(), gpus.end(), g.index) != gpus.end()) g.held_by = r.run_id;
+    w.cpus_used += r.cpus;
+    ++on_worker;
+    out.push_back(r.run_id);
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST(Scheduler, LeaseMatchesThePlainRuleOnRandomQueuesIncludingFullWorkersAndCpulessRuns) {
+  uint64_t x = 0x9e3779b97f4a7c15ULL;
+  auto next = [&](int n) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    return static_cast<int>(x % static_cast<uint64_t>(n));
+  };
+  for (int trial = 0; trial < 400; ++trial) {
+    Scheduler s;
+    WorkerInfo w = gpu_worker("w", next(3), 1000, next(5));
+    w.max_runs = next(4) == 0 ? 1 + next(4) : 0;
+    if (next(3) == 0) w.labels["zone"] = "a";
+    s.upsert_worker(w);
+    std::vector<RunNeeds> queue;
+    // Some runs already hold part of the worker (it may be full).
+    int64_t id = 1;
+    for (int k = next(4); k > 0; --k) {
+      RunNeeds r = gpu_run(id++, 0);
+      r.cpus = next(2);
+      s.enqueue(r);
+      (void)s.lease("w", 1, 100);
+      (void)s.dequeue(r.run_id);  // it did not fit: not part of the queue under test
+    }
+    const WorkerInfo before = *s.worker("w");
+    const size_t on_worker = s.runs_of("w").size();
+    for (int k = 3 + next(30); k > 0; --k) {
+      RunNeeds r = gpu_run(id++, next(3) == 0 ? 1 + next(2) : 0, next(2) ? 0 : 2000, next(3));
+      r.cpus = next(4) == 0 ? 0 : 1 + next(2);
+      if (next(5) == 0) r.labels["zone"] = next(2) ? "a" : "b";
+      queue.push_back(r);
+      s.enqueue(r);
+    }
+    const int max_runs = 1 + next(6);
+    std::vector<int64_t> want = reference_lease(queue, before, on_worker, max_runs);
+    std::vector<int64_t> got;
+    for (const auto& a : s.lease("w", max_runs, 100)) got.push_back(a.run_id);
+    ASSERT_EQ(got, want) << "trial " << trial;
+    // What was not placed is still queued, what was placed is not.
+    for (const auto& r : queue)
+      EXPECT_EQ(s.is_queued(r.run_id),
+                std::find(got.begin(), got.end(), r.run_id) == got.end());
+  }
 }

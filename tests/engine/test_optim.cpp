@@ -4,6 +4,10 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
+#include <span>
+#include <string>
+#include <vector>
 
 #include "assay/engine.h"
 #include "temp_dir.h"
@@ -133,4 +137,86 @@ TEST(AdamW, StateFileRoundTripAndResume) {
     f << "NOTADAMW........................................";
   }
   EXPECT_EQ(b.load(path).code(), assay::Code::kCorruption);
+}
+
+namespace {
+std::string file_bytes(const fs::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+}
+}  // namespace
+
+// A CUDA device model hands its AdamW state over as spans (m, v in
+// param_layout() order, plus t); checkpoints write them through
+// save_adamw_state and resume reads them with load_adamw_state. The file is
+// byte for byte what AdamW::save writes for the same state, and a CPU AdamW
+// that loads it continues exactly like the optimizer that produced the state.
+TEST(AdamW, DeviceLayoutStateRoundTripsThroughOptimizerFile) {
+  const fs::path dir = temp_dir("adamw_device_state");
+  GPTConfig mc;
+  mc.vocab_size = 11;
+  mc.n_positions = 8;
+  mc.n_layer = 2;
+  mc.n_head = 2;
+  mc.n_embd = 8;
+  auto model = GPT::init_random(mc, 5);
+  ASSERT_TRUE(model.ok()) << model.status().message();
+  // The premise that makes the conversion the identity: the host buffer
+  // order (param_info, AdamW's m/v) is param_layout(), the layout a device
+  // model is created with.
+  const std::vector<ParamTensor> layout = param_layout(mc);
+  ASSERT_EQ(layout.size(), model->param_info().size());
+  for (size_t i = 0; i < layout.size(); i++) {
+    EXPECT_EQ(layout[i].name, model->param_info()[i].name);
+    EXPECT_EQ(layout[i].offset, model->param_info()[i].offset);
+    EXPECT_EQ(layout[i].numel, model->param_info()[i].numel);
+  }
+
+  AdamWConfig cfg;
+  cfg.weight_decay = 0.1f;
+  AdamW producer(cfg, *model);
+  const size_t n = model->num_params();
+  std::vector<float> p(model->params().begin(), model->params().end()), g(n);
+  for (int s = 0; s < 3; s++) {
+    for (size_t i = 0; i < n; i++) g[i] = std::sin(0.37f * (float)i + (float)s) * 0.01f;
+    ASSERT_TRUE(producer.step(p, g, 1e-2f).ok());
+  }
+  // What download_adam_state and adamw_t return on a device.
+  const std::vector<float> dm = producer.m(), dv = producer.v();
+  const int64_t dt = producer.t();
+
+  const fs::path from_spans = dir / "spans.bin", from_adamw = dir / "adamw.bin";
+  ASSERT_TRUE(save_adamw_state(from_spans.string(), cfg, dt, dm, dv).ok());
+  ASSERT_TRUE(producer.save(from_adamw.string()).ok());
+  EXPECT_EQ(fs::file_size(from_spans), 40u + 8 * n);
+  EXPECT_EQ(file_bytes(from_spans), file_bytes(from_adamw));
+
+  // Back to spans (what upload_adam_state takes).
+  auto st = load_adamw_state(from_spans.string(), n);
+  ASSERT_TRUE(st.ok()) << st.status().message();
+  EXPECT_EQ(st->t, dt);
+  EXPECT_EQ(st->m, dm);
+  EXPECT_EQ(st->v, dv);
+
+  // Into a fresh CPU optimizer, which then steps exactly like the producer.
+  AdamW resumed(cfg, *model);
+  ASSERT_TRUE(resumed.load(from_spans.string()).ok());
+  EXPECT_EQ(resumed.t(), dt);
+  EXPECT_EQ(resumed.m(), dm);
+  EXPECT_EQ(resumed.v(), dv);
+  std::vector<float> p2 = p;
+  for (size_t i = 0; i < n; i++) g[i] = std::cos(0.11f * (float)i) * 0.02f;
+  ASSERT_TRUE(producer.step(p, g, 5e-3f).ok());
+  ASSERT_TRUE(resumed.step(p2, g, 5e-3f).ok());
+  EXPECT_EQ(p, p2);
+  EXPECT_EQ(resumed.m(), producer.m());
+  EXPECT_EQ(resumed.v(), producer.v());
+
+  // The reader's checks apply to device-bound state too.
+  EXPECT_EQ(load_adamw_state(from_spans.string(), n + 1).status().code(), assay::Code::kInvalidArgument);
+  EXPECT_EQ(save_adamw_state((dir / "bad.bin").string(), cfg, 1, dm, std::span<const float>(dv).first(n - 1))
+                .code(),
+            assay::Code::kInvalidArgument);
+  EXPECT_EQ(save_adamw_state((dir / "bad.bin").string(), cfg, -1, dm, dv).code(), assay::Code::kInvalidArgument);
+  EXPECT_FALSE(fs::exists(dir / "bad.bin"));
 }

@@ -77,7 +77,8 @@ Status run_worker(const WorkerConfig& cfg_in, const std::atomic<bool>& stop,
   cfg.work_dir = std::filesystem::absolute(cfg.work_dir).string();
 
   SpoolOpenStats stats;
-  ASSAY_ASSIGN_OR_RETURN(auto spool, Spool::open(cfg.spool_dir, &stats));
+  ASSAY_ASSIGN_OR_RETURN(auto spool, Spool::open(cfg.spool_dir, &stats,
+                                                 cfg.spool_full_sync ? SpoolSync::kFull : SpoolSync::kNormal));
 
   Shared s(cfg, log);
   s.instance = random_hex(16);

@@ -130,11 +130,12 @@ uint32_t crc32(std::string_view data) {
   return c ^ 0xFFFFFFFFu;
 }
 
-Result<std::unique_ptr<Spool>> Spool::open(const std::string& dir, SpoolOpenStats* stats) {
+Result<std::unique_ptr<Spool>> Spool::open(const std::string& dir, SpoolOpenStats* stats,
+                                           SpoolSync sync) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) return Status::IoError("spool " + dir + ": cannot create: " + ec.message());
-  auto s = std::unique_ptr<Spool>(new Spool(dir));
+  auto s = std::unique_ptr<Spool>(new Spool(dir, sync));
   ASSAY_RETURN_IF_ERROR(s->load(stats).with_context("spool " + dir));
   return s;
 }
@@ -271,7 +272,8 @@ Result<uint64_t> Spool::append(const std::vector<std::string>& payloads) {
   }
   Segment& seg = segments_.back();
   Status w = write_all(fd_, buf, seg.path);
-  if (w.ok() && fdatasync(fd_) != 0) w = Status::IoError(err(seg.path + ": fdatasync"));
+  if (w.ok() && sync_ == SpoolSync::kFull && fdatasync(fd_) != 0)
+    w = Status::IoError(err(seg.path + ": fdatasync"));
   if (!w.ok()) {
     // Leave no half-written record behind a later append.
     if (ftruncate(fd_, static_cast<off_t>(seg_bytes_)) != 0) {
@@ -320,7 +322,7 @@ uint64_t Spool::acked() const {
 // Two slots, written alternately in place: a torn write can only spoil the
 // slot being written, and the other still holds the previous ack (its
 // records are then resent, which the coordinator de-duplicates). Costs one
-// fdatasync and, unlike a rename, no new inode per ack.
+// fdatasync under kFull and, unlike a rename, no new inode per ack.
 Status Spool::write_acked(uint64_t seq) {
   const std::string path = dir_ + "/acked";
   std::string slot = acked_slot_text(seq);
@@ -331,7 +333,8 @@ Status Spool::write_acked(uint64_t seq) {
     if (n < 0) return Status::IoError(err(path + ": write"));
     done += static_cast<size_t>(n);
   }
-  if (fdatasync(acked_fd_) != 0) return Status::IoError(err(path + ": fdatasync"));
+  if (sync_ == SpoolSync::kFull && fdatasync(acked_fd_) != 0)
+    return Status::IoError(err(path + ": fdatasync"));
   acked_slot_ ^= 1;
   return Status::Ok();
 }

@@ -104,6 +104,7 @@ class Scheduler {
   std::map<std::string, WorkerInfo> workers_;
   std::set<std::pair<int, int64_t>> order_;  // (-priority, run id)
   std::map<int64_t, RunNeeds> queued_;
+  size_t queued_cpuless_ = 0;  // queued runs with cpus <= 0 (they fit a worker with no free CPU)
   std::map<int64_t, Assignment> held_;
   std::map<std::string, std::set<int64_t>> by_worker_;
 };

@@ -166,6 +166,23 @@ class AdamW {
   std::vector<uint8_t> decay_;
 };
 
+// An optimizer.bin file as plain arrays, for optimizer state that is not
+// held by an AdamW object (a CUDA device model keeps its moments and step
+// count on the device). m and v hold one float per parameter in
+// param_layout() order, the order of GPT::params(), of AdamW::m()/v() and of
+// a device model's buffers, so no reordering is needed between them.
+struct AdamWState {
+  int64_t t = 0;  // steps taken
+  std::vector<float> m, v;
+};
+// Writes optimizer.bin (atomically, via path + ".tmp"); AdamW::save writes
+// through it. Errors when m and v differ in size or t < 0.
+Status save_adamw_state(const std::string& path, const AdamWConfig& cfg, int64_t t,
+                        std::span<const float> m, std::span<const float> v);
+// Reads optimizer.bin, checked: magic, `n` parameters, file size. AdamW::load
+// reads through it; the file's hyperparameters are not returned.
+Result<AdamWState> load_adamw_state(const std::string& path, size_t n);
+
 // Global L2 norm of `grads` (accumulated in double, fixed order).
 float grad_norm(std::span<const float> grads);
 // g ← g·min(1, max_norm/(total+1e-6)); returns the pre-clip norm `total`.

@@ -149,6 +149,10 @@ class CudaGPT {
   Status download_grads(std::span<float> out) const;
   // Copies the AdamW moments to the host (num_params() each).
   Status download_adam_state(std::span<float> m, std::span<float> v) const;
+  // Replaces the AdamW moments (num_params() each, param_layout() order) and
+  // step count t (the next adamw_step is step t + 1): resuming a run from
+  // optimizer.bin. Errors: frozen model, sizes, t < 0.
+  Status upload_adam_state(std::span<const float> m, std::span<const float> v, int64_t t);
 
   // The module-side model this handle forwards to.
   DeviceModel& device_model() const;

@@ -38,7 +38,8 @@ inline constexpr const char* kModuleAbiSymbol = "assay_cuda_module_abi";
 // extern "C" assay::engine::cuda::Module* assay_cuda_module(void).
 inline constexpr const char* kModuleEntrySymbol = "assay_cuda_module";
 
-inline constexpr uint64_t kModuleAbi = 1;
+// 2: DeviceModel::upload_adam_state (resuming training on a device).
+inline constexpr uint64_t kModuleAbi = 2;
 inline constexpr uint64_t kModuleLayout =
     (sizeof(GPTConfig) + 3 * sizeof(ParamTensor) + 5 * sizeof(AdamWConfig) + 7 * sizeof(DeviceLoss) +
      11 * sizeof(RowScore) + 13 * sizeof(Status) + 17 * sizeof(std::string)) &
@@ -80,6 +81,8 @@ class DeviceModel {
   virtual Status download_params(std::span<float> out) const = 0;
   virtual Status download_grads(std::span<float> out) const = 0;
   virtual Status download_adam_state(std::span<float> m, std::span<float> v) const = 0;
+  // m, v: num_params() floats in param_layout() order; t: steps taken (>= 0).
+  virtual Status upload_adam_state(std::span<const float> m, std::span<const float> v, int64_t t) = 0;
 
   // engine_cuda_rows.h
   virtual Status row_scores(std::span<const int32_t> rows, std::span<const int32_t> targets,

@@ -31,6 +31,10 @@ struct WorkerConfig {
   std::map<std::string, std::string> labels;
   std::string work_dir;         // per-run directories: <work_dir>/runs/<run>.<attempt>/
   std::string spool_dir;        // default <work_dir>/spool
+  // When a spooled report is durable (see worker_spool.h): fdatasync'd per
+  // append (full), or written before it counts (normal: survives the
+  // worker's death, not its node's OS crash or power loss).
+  bool spool_full_sync = false;
   // Idle exit (a SLURM worker job releasing its allocation): with no run
   // leased, running or undelivered for this many seconds, drain and return.
   // 0: never.

@@ -29,7 +29,7 @@ struct WorkerOpts {
   std::string labels;
   std::string work_dir = "assay-work";
   std::string spool_dir;
-  std::string durability = "normal";
+  std::string durability = "full";
   double kill_grace = 10;
   double lease_wait = 5;
   double preempt_grace = 30;

@@ -34,7 +34,7 @@ struct WorkerConfig {
   // When a spooled report is durable (see worker_spool.h): fdatasync'd per
   // append (full), or written before it counts (normal: survives the
   // worker's death, not its node's OS crash or power loss).
-  bool spool_full_sync = false;
+  bool spool_full_sync = true;
   // Idle exit (a SLURM worker job releasing its allocation): with no run
   // leased, running or undelivered for this many seconds, drain and return.
   // 0: never.

@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <optional>
+#include <set>
 #include <sstream>
 
 #include "assay/slurm.h"
@@ -115,47 +117,77 @@ Status cancel(const std::vector<std::string>& job_ids) {
   return Status::Ok();
 }
 
-Result<JobRecord> job_record(const std::string& job_id, std::string* source) {
+namespace {
+
+// States in which a job has ended (sacct, scontrol and the jobcomp log spell
+// them alike; sacct adds "by <uid>" after CANCELLED, parse_sacct drops it).
+bool has_ended(const std::string& state) {
+  static const std::set<std::string> kEnded = {"BOOT_FAIL", "CANCELLED", "COMPLETED",
+                                               "DEADLINE",  "FAILED",    "NODE_FAIL",
+                                               "OUT_OF_MEMORY", "PREEMPTED", "TIMEOUT"};
+  return kEnded.count(state) > 0;
+}
+
+std::optional<JobRecord> from_sacct(const std::string& job_id) {
   // sacct answers only where slurmdbd keeps accounting.
   Cmd a = run({"sacct", "-n", "-P", "-X", "-j", job_id, "-o", kSacctFields});
-  if (a.code == 0) {
-    for (auto& r : parse_sacct(a.out))
-      if (r.id == job_id) {
-        if (source) *source = "sacct";
-        return r;
-      }
-  }
+  if (a.code != 0) return std::nullopt;
+  for (auto& r : parse_sacct(a.out))
+    if (r.id == job_id) return r;
+  return std::nullopt;
+}
+
+std::optional<JobRecord> from_scontrol(const std::string& job_id) {
   Cmd s = run({"scontrol", "-o", "show", "job", job_id});
-  if (s.code == 0) {
-    for (auto& r : parse_scontrol_jobs(s.out))
-      if (r.id == job_id) {
-        if (source) *source = "scontrol";
-        return r;
-      }
-  }
+  if (s.code != 0) return std::nullopt;
+  for (auto& r : parse_scontrol_jobs(s.out))
+    if (r.id == job_id) return r;
+  return std::nullopt;
+}
+
+// The jobcomp log named in `scontrol show config` (JobCompLoc): *loc is its
+// path ("" when not set or not a file path).
+std::optional<JobRecord> from_jobcomp(const std::string& job_id, std::string* loc) {
   Cmd conf = run({"scontrol", "show", "config"});
-  std::string loc;
+  loc->clear();
   std::istringstream in(conf.out);
   for (std::string l; std::getline(in, l);) {
     // "JobCompLoc              = /path"
     if (l.rfind("JobCompLoc", 0) == 0) {
       size_t eq = l.find('=');
       if (eq != std::string::npos) {
-        loc = l.substr(eq + 1);
-        loc.erase(0, loc.find_first_not_of(' '));
+        *loc = l.substr(eq + 1);
+        loc->erase(0, loc->find_first_not_of(' '));
       }
     }
   }
-  if (!loc.empty() && loc[0] == '/') {
-    std::ifstream f(loc);
-    std::stringstream ss;
-    ss << f.rdbuf();
-    for (auto& r : parse_jobcomp(ss.str()))
-      if (r.id == job_id) {
-        if (source) *source = "jobcomp " + loc;
-        return r;
-      }
-  }
+  if (loc->empty() || (*loc)[0] != '/') return std::nullopt;
+  std::ifstream f(*loc);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  for (auto& r : parse_jobcomp(ss.str()))
+    if (r.id == job_id) return r;
+  return std::nullopt;
+}
+
+}  // namespace
+
+Result<JobRecord> job_record(const std::string& job_id, std::string* source) {
+  auto answer = [&](JobRecord r, const std::string& from) -> Result<JobRecord> {
+    if (source) *source = from;
+    return r;
+  };
+  // slurmctld sends a job's end to slurmdbd when it can: while slurmdbd is
+  // behind (restarted, or slow), sacct still says RUNNING for a job that has
+  // ended (seen: ~17 s after a slurmdbd restart, until slurmctld reconnects).
+  // An end state from the controller or the jobcomp log wins over that.
+  const auto acct = from_sacct(job_id);
+  if (acct && has_ended(acct->state)) return answer(*acct, "sacct");
+  if (auto ctl = from_scontrol(job_id)) return answer(*ctl, "scontrol");
+  std::string loc;
+  if (auto comp = from_jobcomp(job_id, &loc); comp && (!acct || has_ended(comp->state)))
+    return answer(*comp, "jobcomp " + loc);
+  if (acct) return answer(*acct, "sacct");
   return Status::NotFound("SLURM job " + job_id + ": not in sacct, scontrol or the jobcomp log (" +
                           (loc.empty() ? "JobCompLoc not set" : loc) + ")");
 }

@@ -148,14 +148,19 @@ std::vector<JobRecord> parse_sacct(const std::string& out) {
   for (const auto& l : lines(out)) {
     auto f = split(l, '|');
     if (f.size() < 7) continue;
+    // sacct -P does not escape its delimiter: a job name holding '|' spans
+    // several fields. The name is the only free text, so the fields after
+    // it are counted from the end.
+    const size_t n = f.size();
     JobRecord r;
     r.id = f[0];
     r.name = f[1];
-    r.state = first_word(f[2]);
-    r.exit_code = f[3];
-    r.node_list = f[4];
-    r.start_time = f[5];
-    r.end_time = f[6];
+    for (size_t i = 2; i + 5 < n; ++i) r.name += "|" + f[i];
+    r.state = first_word(f[n - 5]);
+    r.exit_code = f[n - 4];
+    r.node_list = f[n - 3];
+    r.start_time = f[n - 2];
+    r.end_time = f[n - 1];
     jobs.push_back(std::move(r));
   }
   return jobs;

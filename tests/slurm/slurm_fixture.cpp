@@ -9,8 +9,10 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <initializer_list>
 #include <random>
 #include <sstream>
 #include <thread>
@@ -63,6 +65,44 @@ int free_port() {
   return port;
 }
 
+// Whether something accepts TCP connections on 127.0.0.1:port.
+bool port_open(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  const bool ok = connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+  close(fd);
+  return ok;
+}
+
+// The first of `names` found, or "".
+std::string find_any(std::initializer_list<const char*> names) {
+  for (const char* n : names)
+    if (auto p = find_exe(n); !p.empty()) return p;
+  return "";
+}
+
+std::string random_hex(int bytes) {
+  std::random_device rd;
+  std::string out;
+  for (int i = 0; i < bytes; ++i) {
+    char b[3];
+    std::snprintf(b, sizeof b, "%02x", static_cast<unsigned>(rd() & 0xff));
+    out += b;
+  }
+  return out;
+}
+
+// Polls pred every 100 ms for up to `limit`; its last answer.
+template <typename Pred>
+bool until(Pred pred, std::chrono::milliseconds limit) {
+  auto end = std::chrono::steady_clock::now() + limit;
+  while (!pred() && std::chrono::steady_clock::now() < end) std::this_thread::sleep_for(100ms);
+  return pred();
+}
+
 // "KEY=VALUE" of `slurmd -C`'s first line.
 std::string field(const std::string& line, const std::string& key) {
   std::stringstream ss(line);
@@ -84,6 +124,9 @@ std::string SlurmCluster::logs() const {
   std::string out;
   for (const char* f : {"munged.log", "slurmctld.log", "slurmd.log"})
     out += std::string("--- ") + f + "\n" + slurp(dir_ / f);
+  if (accounting_)
+    for (const char* f : {"mariadbd.log", "slurmdbd.log"})
+      out += std::string("--- ") + f + "\n" + slurp(dir_ / f);
   return out;
 }
 
@@ -99,6 +142,12 @@ bool SlurmCluster::wait_queue_empty(double seconds) const {
 
 std::unique_ptr<SlurmCluster> SlurmCluster::start(const std::string& name, std::string* skip,
                                                   std::string* error) {
+  return start(name, skip, error, Options{});
+}
+
+std::unique_ptr<SlurmCluster> SlurmCluster::start(const std::string& name, std::string* skip,
+                                                  std::string* error, const Options& opts) {
+  const auto t0 = std::chrono::steady_clock::now();
   for (const char* exe : {"munged", "slurmctld", "slurmd", "sbatch", "sinfo", "squeue", "scancel",
                           "scontrol"}) {
     if (find_exe(exe).empty()) {
@@ -108,6 +157,19 @@ std::unique_ptr<SlurmCluster> SlurmCluster::start(const std::string& name, std::
     }
   }
   std::unique_ptr<SlurmCluster> c(new SlurmCluster);
+  if (opts.accounting) {
+    for (auto names : {std::initializer_list<const char*>{"mariadbd", "mysqld"},
+                       {"mariadb-install-db", "mysql_install_db"}, {"slurmdbd"}, {"sacct"},
+                       {"sacctmgr"}}) {
+      if (find_any(names).empty()) {
+        c->accounting_skip_ = std::string(*names.begin()) +
+                              " not found on PATH or in /usr/sbin: job accounting needs "
+                              "slurmdbd and mariadb-server-core (scripts/install-deps)";
+        break;
+      }
+    }
+    c->accounting_ = c->accounting_skip_.empty();
+  }
   if (geteuid() != 0) {
     if (testing::run_cmd("sudo -n true").code != 0) {
       *skip = "not root and `sudo -n true` fails: slurmd must run as root to start jobs";
@@ -162,15 +224,14 @@ std::unique_ptr<SlurmCluster> SlurmCluster::start(const std::string& name, std::
                            "--log-file=" + d + "/munged.log", "--seed-file=" + d + "/munged.seed"},
                 error))
     return nullptr;
-  auto until = [](auto pred, std::chrono::milliseconds limit) {
-    auto end = std::chrono::steady_clock::now() + limit;
-    while (!pred() && std::chrono::steady_clock::now() < end) std::this_thread::sleep_for(100ms);
-    return pred();
-  };
+  // The database initialises while munged starts (slurmdbd needs both).
+  if (c->accounting_ && !c->start_database(error)) return nullptr;
   if (!until([&] { return fs::exists(c->dir_ / "munge.sock"); }, 10s)) {
     *error = "munged did not create its socket in 10 s\n" + c->logs();
     return nullptr;
   }
+  // slurmctld registers the cluster with slurmdbd as it starts: slurmdbd first.
+  if (c->accounting_ && !c->start_slurmdbd(error)) return nullptr;
   const std::string cf = c->conf().string();
   if (!c->spawn("slurmctld", {find_exe("slurmctld"), "-D", "-f", cf}, error) ||
       !c->spawn("slurmd", {find_exe("slurmd"), "-D", "-f", cf}, error))
@@ -185,6 +246,8 @@ std::unique_ptr<SlurmCluster> SlurmCluster::start(const std::string& name, std::
     *error = "the node did not become idle in 30 s: " + c->sh("sinfo -N").out + "\n" + c->logs();
     return nullptr;
   }
+  if (c->accounting_ && !c->wait_accounting(error)) return nullptr;
+  c->startup_s_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return c;
 }
 
@@ -215,6 +278,7 @@ bool SlurmCluster::write_config(std::string* error) {
                         "RealMemory"})
     if (!field(line, k).empty()) node << " " << k << "=" << field(line, k);
   node << " State=UNKNOWN";
+  if (accounting_ && !write_accounting_config(error)) return false;
   std::ofstream f(conf());
   f << "# A single-node test cluster (tests/slurm/slurm_fixture.cpp).\n"
     << "ClusterName=assaytest\n"
@@ -235,7 +299,13 @@ bool SlurmCluster::write_config(std::string* error) {
     << "JobAcctGatherType=jobacct_gather/none\n"
     << "SelectType=select/cons_tres\nSelectTypeParameters=CR_Core\n"
     << "JobCompType=jobcomp/filetxt\nJobCompLoc=" << jobcomp_ << "\n"
-    << "AccountingStorageType=accounting_storage/none\n"
+    << (accounting_ ? "AccountingStorageType=accounting_storage/slurmdbd\n"
+                      "AccountingStorageHost=127.0.0.1\nAccountingStoragePort=" +
+                          std::to_string(dbd_port_) +
+                          // With slurmdbd this names the munge socket that
+                          // authenticates to it (AuthInfo is not used there).
+                          "\nAccountingStoragePass=" + d + "/munge.sock\n"
+                    : "AccountingStorageType=accounting_storage/none\n")
     << "MpiDefault=none\nReturnToService=2\nSchedulerType=sched/backfill\n"
     // Finished jobs stay visible to scontrol for 5 min (triage reads them).
     << "MinJobAge=300\n"
@@ -249,6 +319,146 @@ bool SlurmCluster::write_config(std::string* error) {
     << " Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE:4\n";
   if (!f) {
     *error = "cannot write " + conf().string();
+    return false;
+  }
+  return true;
+}
+
+namespace {
+
+// A throwaway database: small, and no flushing at commit (its data dies
+// with the test). Both mariadb-install-db and mariadbd take these.
+const std::vector<std::string>& innodb_options() {
+  static const std::vector<std::string> kOptions = {
+      "--innodb-buffer-pool-size=32M", "--innodb-log-file-size=8M",
+      "--innodb-flush-log-at-trx-commit=0", "--innodb-doublewrite=0", "--skip-log-bin"};
+  return kOptions;
+}
+
+}  // namespace
+
+bool SlurmCluster::write_accounting_config(std::string* error) {
+  const std::string d = dir_.string();
+  db_port_ = free_port();
+  do dbd_port_ = free_port();
+  while (dbd_port_ == db_port_);
+  const std::string pass = random_hex(16);
+  // Run by mariadbd at each start, before it accepts connections.
+  {
+    std::ofstream init(dir_ / "init.sql");
+    init << "CREATE DATABASE IF NOT EXISTS slurm_acct_db;\n"
+         << "CREATE USER IF NOT EXISTS 'slurm'@'127.0.0.1' IDENTIFIED BY '" << pass << "';\n"
+         << "GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1';\n";
+  }
+  // slurmdbd reads slurmdbd.conf next to SLURM_CONF's slurm.conf, and only
+  // when SlurmUser owns it and nobody else may read it (it holds the password).
+  {
+    std::ofstream f(dir_ / "slurmdbd.conf");
+    f << "# slurmdbd of the test cluster (tests/slurm/slurm_fixture.cpp).\n"
+      << "AuthType=auth/munge\nAuthInfo=socket=" << d << "/munge.sock\n"
+      << "DbdHost=localhost\nDbdAddr=127.0.0.1\nDbdPort=" << dbd_port_ << "\n"
+      << "SlurmUser=root\n"
+      << "PidFile=" << d << "/slurmdbd.pid\nLogFile=" << d << "/slurmdbd.log\n"
+      << "StorageType=accounting_storage/mysql\n"
+      << "StorageHost=127.0.0.1\nStoragePort=" << db_port_ << "\n"
+      << "StorageUser=slurm\nStoragePass=" << pass << "\nStorageLoc=slurm_acct_db\n";
+    if (!f) {
+      *error = "cannot write " + (dir_ / "slurmdbd.conf").string();
+      return false;
+    }
+  }
+  for (const char* f : {"init.sql", "slurmdbd.conf"}) {
+    fs::permissions(dir_ / f, fs::perms(0600));
+    if (!sudo_.empty() &&
+        testing::run_cmd(sudo_ + "chown root:root " + q((dir_ / f).string())).code != 0) {
+      *error = std::string("sudo chown of ") + f + " failed";
+      return false;
+    }
+  }
+  return true;
+}
+
+bool SlurmCluster::start_database(std::string* error) {
+  const std::string d = dir_.string();
+  // mariadbd refuses to run as root unless told to (--user=root); the
+  // marker lets the watchdog kill the bootstrap server too.
+  std::string install = sudo_ + "/usr/bin/env ASSAY_SLURM_FIXTURE=" + q(d) + " " +
+                        q(find_any({"mariadb-install-db", "mysql_install_db"})) +
+                        " --no-defaults --datadir=" + q(d + "/db") +
+                        " --user=root --auth-root-authentication-method=socket --skip-test-db"
+                        " --skip-name-resolve";
+  for (const auto& o : innodb_options()) install += " " + o;
+  auto r = testing::run_cmd(install + " > " + q(d + "/mariadb-install.log"));
+  if (r.code != 0) {
+    *error = "mariadb-install-db failed (exit " + std::to_string(r.code) + "): " + r.out +
+             slurp(dir_ / "mariadb-install.log");
+    return false;
+  }
+  std::vector<std::string> argv = {find_any({"mariadbd", "mysqld"}),
+                                   "--no-defaults",
+                                   "--datadir=" + d + "/db",
+                                   "--user=root",
+                                   "--bind-address=127.0.0.1",
+                                   "--port=" + std::to_string(db_port_),
+                                   "--skip-name-resolve",
+                                   "--socket=" + d + "/mariadbd.sock",
+                                   "--pid-file=" + d + "/mariadbd.pid",
+                                   "--log-error=" + d + "/mariadbd.log",
+                                   "--init-file=" + d + "/init.sql"};
+  argv.insert(argv.end(), innodb_options().begin(), innodb_options().end());
+  return spawn("mariadbd", argv, error);
+}
+
+bool SlurmCluster::start_slurmdbd(std::string* error) {
+  // mariadbd creates its socket file after its TCP socket, both before it
+  // runs its init file; connections wait in the backlog until then.
+  if (!until([&] { return fs::exists(dir_ / "mariadbd.sock"); }, 20s)) {
+    *error = "mariadbd did not create " + (dir_ / "mariadbd.sock").string() + " in 20 s\n" +
+             slurp(dir_ / "mariadbd.out") + logs();
+    return false;
+  }
+  // No -f: slurmdbd finds slurmdbd.conf in SLURM_CONF's directory.
+  if (!spawn("slurmdbd", {find_exe("slurmdbd"), "-D"}, error)) return false;
+  // It listens once it has created its tables.
+  if (!until([&] { return port_open(dbd_port_); }, 20s)) {
+    *error = "slurmdbd did not listen on 127.0.0.1:" + std::to_string(dbd_port_) + " in 20 s\n" +
+             slurp(dir_ / "slurmdbd.out") + logs();
+    return false;
+  }
+  return true;
+}
+
+bool SlurmCluster::stop_slurmdbd(std::string* error) {
+  std::ifstream in(dir_ / "slurmdbd.pid");
+  long pid = 0;
+  if (!(in >> pid) || pid <= 0) {
+    *error = "no pid in " + (dir_ / "slurmdbd.pid").string();
+    return false;
+  }
+  auto r = testing::run_cmd(sudo_ + "kill -9 " + std::to_string(pid));
+  if (r.code != 0) {
+    *error = "kill -9 " + std::to_string(pid) + " (slurmdbd): " + r.out;
+    return false;
+  }
+  // Its listening socket closes with it.
+  if (!until([&] { return !port_open(dbd_port_); }, 10s)) {
+    *error = "slurmdbd still listens on " + std::to_string(dbd_port_) + " 10 s after SIGKILL";
+    return false;
+  }
+  return true;
+}
+
+bool SlurmCluster::wait_accounting(std::string* error) {
+  // slurmctld adds its cluster to the database as it registers with slurmdbd
+  // (it did before the node was idle); sacctmgr answering with it shows that
+  // clients reach slurmdbd too.
+  auto registered = [&] {
+    auto r = sh("sacctmgr -n -P list cluster format=Cluster 2>&1");
+    return r.code == 0 && r.out.find("assaytest") != std::string::npos;
+  };
+  if (!until(registered, 20s)) {
+    *error = "the cluster is not in slurmdbd's database after 20 s: " +
+             sh("sacctmgr -n -P list cluster 2>&1").out + "\n" + logs();
     return false;
   }
   return true;

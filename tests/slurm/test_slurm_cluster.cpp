@@ -70,20 +70,23 @@ TEST(SlurmCluster, SbatchRunsAJobThatWritesAFile) {
   EXPECT_NE(slurp(c->jobcomp_log()).find("JobId=" + id + " "), std::string::npos);
 }
 
-TEST(SlurmCluster, NothingOutlivesATestProcessKilledWithoutTeardown) {
+// Starts a cluster in a child that then dies by SIGKILL, and checks that
+// the watchdog killed every daemon and job process of it.
+void nothing_outlives_a_killed_test_process(const SlurmCluster::Options& opts) {
   int p[2];
   ASSERT_EQ(pipe(p), 0);
   pid_t child = fork();
   if (child == 0) {
     close(p[0]);
     std::string skip, error;
-    auto c = SlurmCluster::start("crash", &skip, &error);
+    auto c = SlurmCluster::start("crash", &skip, &error, opts);
+    if (c && opts.accounting && !c->accounting()) skip = c->accounting_skip(), c.reset();
     std::string msg = c ? c->dir().string() : "!" + skip + error;
     (void)!write(p[1], msg.data(), msg.size());
     close(p[1]);
     if (c) {
       // A job running too: its processes must go as well.
-      (void)c->sh("sbatch --wrap 'sleep 300'");
+      (void)c->sh("sbatch --output=/dev/null --wrap 'sleep 300'");
       std::this_thread::sleep_for(1s);
     }
     raise(SIGKILL);  // no destructor runs
@@ -113,6 +116,17 @@ TEST(SlurmCluster, NothingOutlivesATestProcessKilledWithoutTeardown) {
                     << " job/client process(es) of " << msg << " still alive";
   std::error_code ec;
   fs::remove_all(msg, ec);
+}
+
+TEST(SlurmCluster, NothingOutlivesATestProcessKilledWithoutTeardown) {
+  nothing_outlives_a_killed_test_process({});
+}
+
+// The same with job accounting: mariadbd and slurmdbd go too.
+TEST(SlurmCluster, NothingOutlivesATestProcessKilledWithoutTeardownWithAccounting) {
+  SlurmCluster::Options opts;
+  opts.accounting = true;
+  nothing_outlives_a_killed_test_process(opts);
 }
 
 }  // namespace

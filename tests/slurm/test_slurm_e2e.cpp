@@ -24,14 +24,15 @@ const std::string kAssay = "'" + std::string(ASSAY_EXE) + "'";
 
 // A SLURM cluster and a coordinator (lease ttl in seconds). SLURM_CONF goes
 // into this process's environment too, for the daemons the test starts.
-#define START_BOTH_TTL(name, ttl)                               \
+#define START_BOTH_OPTS(name, ttl, opts)                        \
   std::string skip_, error_;                                    \
-  auto s = SlurmCluster::start(name, &skip_, &error_);          \
+  auto s = SlurmCluster::start(name, &skip_, &error_, opts);    \
   if (!s && !skip_.empty()) GTEST_SKIP() << skip_;              \
   ASSERT_TRUE(s) << error_;                                     \
   setenv("SLURM_CONF", s->conf().c_str(), 1);                   \
   Cluster c(name, ttl);                                         \
   ASSERT_TRUE(c.start_coordinator())
+#define START_BOTH_TTL(name, ttl) START_BOTH_OPTS(name, ttl, SlurmCluster::Options{})
 #define START_BOTH(name) START_BOTH_TTL(name, 4.0)
 
 // `assay slurm up` for this cluster; returns the job ids it printed.
@@ -265,30 +266,50 @@ std::string report(const SlurmCluster& s, const Cluster& c, const std::string& j
 
 // scancel -s KILL on the job: SLURM ends it as a cancel does (SIGTERM to
 // every process of the job, SIGKILL KillWait seconds later), state
-// CANCELLED. `assay slurm report` reads the state (scontrol here: no
-// slurmdbd) and the run that was on the job gets it in its audit log.
-TEST(SlurmE2E, KilledJobIsTriaged) {
-  START_BOTH("kill");
-  const std::string job = job_with_run(*s, c, "victim");
+// CANCELLED. `assay slurm report` reads the state from `source` and the run
+// that was on the job gets it in its audit log.
+void killed_job_is_triaged(const SlurmCluster& s, Cluster& c, const std::string& source) {
+  const std::string job = job_with_run(s, c, "victim");
   ASSERT_FALSE(job.empty());
-  ASSERT_EQ(s->sh("scancel -s KILL " + job).code, 0);
-  ASSERT_TRUE(wait_for([&] { return job_gone(*s, job); }, 40s)) << s->sh("squeue").out;
+  ASSERT_EQ(s.sh("scancel -s KILL " + job).code, 0);
+  ASSERT_TRUE(wait_for([&] { return job_gone(s, job); }, 40s)) << s.sh("squeue").out;
   Db db(c.db_path());
   ASSERT_TRUE(wait_for([&] {
     return db.scalar("SELECT COUNT(*) FROM runs WHERE name = 'victim' AND state IN "
                      "('failed', 'queued')") == 1;
   }, 20s)) << c.diagnostics();
-  const std::string out = report(*s, c, job);
-  EXPECT_NE(out.find("CANCELLED (scontrol)"), std::string::npos) << out;
+  // slurmdbd hears of the job's end a moment after the controller.
+  if (source == "sacct") {
+    EXPECT_TRUE(wait_for([&] {
+      return s.sh("sacct -n -P -X -o State -j " + job).out.rfind("CANCELLED", 0) == 0;
+    }, 10s)) << s.sh("sacct -j " + job).out << s.logs();
+  }
+  const std::string out = report(s, c, job);
+  EXPECT_NE(out.find("CANCELLED (" + source + ")"), std::string::npos) << out;
   auto ev = db.rows("SELECT e.detail FROM run_events e JOIN runs r ON r.id = e.run_id WHERE "
                     "r.name = 'victim' AND e.kind = 'slurm_job'");
   ASSERT_EQ(ev.size(), 1u) << out << c.diagnostics();
   EXPECT_NE(ev[0][0].find("SLURM job " + job + " ended CANCELLED"), std::string::npos) << ev[0][0];
-  EXPECT_NE(ev[0][0].find("(from scontrol); worker slurm-" + job + "-"), std::string::npos)
+  EXPECT_NE(ev[0][0].find("(from " + source + "); worker slurm-" + job + "-"), std::string::npos)
       << ev[0][0];
   auto r = db.rows("SELECT state, failure_reason, failure_detail FROM runs WHERE name = 'victim'");
-  std::printf("triage of scancel -s KILL: run %s (%s: %s); event: %s\n", r[0][0].c_str(),
-              r[0][1].c_str(), r[0][2].c_str(), ev[0][0].c_str());
+  std::printf("triage of scancel -s KILL (%s): run %s (%s: %s); event: %s\n", source.c_str(),
+              r[0][0].c_str(), r[0][1].c_str(), r[0][2].c_str(), ev[0][0].c_str());
+}
+
+// Without slurmdbd the state comes from scontrol.
+TEST(SlurmE2E, KilledJobIsTriaged) {
+  START_BOTH("kill");
+  killed_job_is_triaged(*s, c, "scontrol");
+}
+
+// With job accounting (slurmdbd) it comes from sacct.
+TEST(SlurmE2E, KilledJobIsTriagedFromSacct) {
+  SlurmCluster::Options opts;
+  opts.accounting = true;
+  START_BOTH_OPTS("kill-acct", 4.0, opts);
+  if (!s->accounting()) GTEST_SKIP() << s->accounting_skip();
+  killed_job_is_triaged(*s, c, "sacct");
 }
 
 // A worker killed outright (SIGKILL to the job step, as when a node dies):

@@ -175,13 +175,56 @@ TEST(SlurmParse, JobcompCapturedLogLaterLinesWin) {
 
 TEST(SlurmParse, SacctParsable) {
   // sacct -n -P -X -o JobID,JobName,State,ExitCode,NodeList,Start,End (its
-  // documented layout; this cluster runs without slurmdbd, where sacct fails).
+  // documented layout; a cluster without slurmdbd, where sacct fails).
   auto jobs = parse_sacct("42|assay-worker:a|CANCELLED by 0|0:9|n1|2026-12-01T10:00:00|"
                           "2026-12-01T10:05:00\n43|x|OUT_OF_MEMORY|0:125|n2|a|b\n");
   ASSERT_EQ(jobs.size(), 2u);
   EXPECT_EQ(jobs[0].state, "CANCELLED");
   EXPECT_EQ(jobs[1].state, "OUT_OF_MEMORY");
   EXPECT_TRUE(parse_sacct(data("sacct_disabled.txt")).empty());
+}
+
+// `sacct -n -P -X -o <kSacctFields> -j ...` captured from the test cluster
+// with slurmdbd (slurm_fixture.h, Options::accounting): a worker
+// job cancelled, a job completed, one failed (exit 3), one killed with
+// scancel -s KILL, one past its time limit, a short one, one pending, one
+// running; the last line, a job named "a|b", from a second such cluster
+// (its job id renumbered from 1).
+TEST(SlurmParse, SacctCapturedFromSlurmdbd) {
+  auto jobs = parse_sacct(data("sacct.txt"));
+  ASSERT_EQ(jobs.size(), 9u);
+  std::map<std::string, JobRecord> by_id;
+  for (auto& j : jobs) by_id[j.id] = j;
+  ASSERT_EQ(by_id.size(), 9u);
+  EXPECT_EQ(by_id["1"].name, "assay-worker:abc");
+  EXPECT_EQ(by_id["1"].state, "CANCELLED");  // "CANCELLED by 0"
+  EXPECT_EQ(by_id["1"].node_list, "vm");
+  EXPECT_EQ(by_id["1"].start_time, "2026-12-01T21:08:01");
+  EXPECT_EQ(by_id["1"].end_time, "2026-12-01T21:08:09");
+  EXPECT_EQ(by_id["2"].state, "COMPLETED");
+  EXPECT_EQ(by_id["3"].state, "FAILED");
+  EXPECT_EQ(by_id["3"].exit_code, "3:0");
+  // Killed: sacct says 0:0 where scontrol says 0:9 (scontrol_killed.txt).
+  EXPECT_EQ(by_id["4"].state, "CANCELLED");
+  EXPECT_EQ(by_id["4"].exit_code, "0:0");
+  EXPECT_EQ(by_id["5"].state, "TIMEOUT");
+  EXPECT_EQ(by_id["7"].state, "PENDING");
+  EXPECT_EQ(by_id["7"].node_list, "None assigned");
+  EXPECT_EQ(by_id["7"].start_time, "Unknown");
+  EXPECT_EQ(by_id["8"].name, "with space");
+  EXPECT_EQ(by_id["8"].state, "RUNNING");
+  EXPECT_EQ(by_id["8"].end_time, "Unknown");
+  // sacct -P does not escape '|' in a job name.
+  EXPECT_EQ(by_id["9"].name, "a|b");
+  EXPECT_EQ(by_id["9"].state, "CANCELLED");
+  EXPECT_EQ(by_id["9"].exit_code, "0:0");
+  EXPECT_EQ(by_id["9"].end_time, "2026-12-01T21:08:51");
+  const std::map<std::string, std::string> reasons = {
+      {"1", "slurm_cancelled"}, {"2", ""},  {"3", "slurm_failed"}, {"4", "slurm_cancelled"},
+      {"5", "slurm_timeout"},   {"6", ""},  {"7", ""},             {"8", ""},
+      {"9", "slurm_cancelled"}};
+  for (const auto& [id, reason] : reasons)
+    EXPECT_EQ(triage_reason(by_id[id].state), reason) << "job " << id << " " << by_id[id].state;
 }
 
 TEST(SlurmParse, KeyValuesKeepSpacesInValues) {

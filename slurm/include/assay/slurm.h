@@ -73,6 +73,9 @@ std::vector<JobRecord> parse_scontrol_jobs(const std::string& out);
 // The jobcomp/filetxt log: one line per finished job; later lines win.
 std::vector<JobRecord> parse_jobcomp(const std::string& log);
 // `sacct -n -P -X -o JobID,JobName,State,ExitCode,NodeList,Start,End`.
+// SLURM 22.05 may record a job that has just started from its first step,
+// with JobName "allocation", until slurmctld sends the job's own record
+// (seconds later): sacct's JobName can be that meanwhile; its State is right.
 inline constexpr const char* kSacctFields = "JobID,JobName,State,ExitCode,NodeList,Start,End";
 std::vector<JobRecord> parse_sacct(const std::string& out);
 
@@ -112,9 +115,12 @@ Result<std::string> submit(const std::string& script);
 // The caller's Assay worker jobs (all tags when `tag` is empty).
 Result<std::vector<QueuedJob>> list_worker_jobs(const std::string& tag);
 Status cancel(const std::vector<std::string>& job_ids);
-// The job as SLURM knows it: sacct when accounting answers, else scontrol
-// (jobs stay there MinJobAge seconds), else the jobcomp log named in
-// `scontrol show config` (JobCompLoc). *source says which answered.
+// The job as SLURM knows it: sacct when accounting answers with an end
+// state, else scontrol (jobs stay there MinJobAge seconds), else the jobcomp
+// log named in `scontrol show config` (JobCompLoc), else sacct's state of a
+// job not ended. sacct lags the controller (slurmctld sends job ends to
+// slurmdbd when it can), so its RUNNING does not hide an end the others know.
+// *source says which answered.
 Result<JobRecord> job_record(const std::string& job_id, std::string* source);
 
 }  // namespace assay::slurm

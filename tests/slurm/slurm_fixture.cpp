@@ -159,12 +159,14 @@ std::unique_ptr<SlurmCluster> SlurmCluster::start(const std::string& name, std::
   std::unique_ptr<SlurmCluster> c(new SlurmCluster);
   if (opts.accounting) {
     for (auto names : {std::initializer_list<const char*>{"mariadbd", "mysqld"},
-                       {"mariadb-install-db", "mysql_install_db"}, {"slurmdbd"}, {"sacct"},
-                       {"sacctmgr"}}) {
+                       {"mariadb-install-db", "mysql_install_db"},
+                       // mariadb-install-db runs it first (mariadb-client-core).
+                       {"my_print_defaults"}, {"slurmdbd"}, {"sacct"}, {"sacctmgr"}}) {
       if (find_any(names).empty()) {
         c->accounting_skip_ = std::string(*names.begin()) +
                               " not found on PATH or in /usr/sbin: job accounting needs "
-                              "slurmdbd and mariadb-server-core (scripts/install-deps)";
+                              "slurmdbd, mariadb-server-core and mariadb-client-core "
+                              "(scripts/install-deps)";
         break;
       }
     }

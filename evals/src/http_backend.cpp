@@ -1,6 +1,5 @@
-// OpenAI-compatible completions backend over libcurl. See evals_http.h.
-#include <curl/curl.h>
-
+// OpenAI-compatible completions backend over libcurl (opened on first use,
+// curl_loader.h). See evals_http.h.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -11,11 +10,10 @@
 
 #include "assay/json_limits.h"
 #include "assay/evals_http.h"
+#include "curl_loader.h"
 
 namespace assay::evals {
 namespace {
-
-std::once_flag g_curl_once;
 
 size_t write_cb(char* ptr, size_t size, size_t nmemb, void* userdata) {
   static_cast<std::string*>(userdata)->append(ptr, size * nmemb);
@@ -30,31 +28,32 @@ struct HttpReply {
 // One POST. A non-ok Status means the transfer itself failed (no HTTP reply).
 Status post_once(const std::string& url, const std::string& api_key, const std::string& body,
                  double timeout_s, HttpReply* reply) {
-  std::call_once(g_curl_once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
-  CURL* h = curl_easy_init();
+  ASSAY_ASSIGN_OR_RETURN(const CurlApi* c, curl_api());
+  CURL* h = c->easy_init();
   if (!h) return Status::Internal("curl_easy_init failed");
   struct curl_slist* headers = nullptr;
-  headers = curl_slist_append(headers, "Content-Type: application/json");
+  headers = c->slist_append(headers, "Content-Type: application/json");
   std::string auth = "Authorization: Bearer " + api_key;
-  if (!api_key.empty()) headers = curl_slist_append(headers, auth.c_str());
+  if (!api_key.empty()) headers = c->slist_append(headers, auth.c_str());
   reply->body.clear();
-  curl_easy_setopt(h, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
-  curl_easy_setopt(h, CURLOPT_POSTFIELDS, body.c_str());
-  curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, static_cast<long>(body.size()));
-  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, write_cb);
-  curl_easy_setopt(h, CURLOPT_WRITEDATA, &reply->body);
-  curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout_s * 1000));
-  curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);  // safe with threads
-  CURLcode rc = curl_easy_perform(h);
+  // Variadic: each value has the type libcurl reads for its option.
+  c->easy_setopt(h, CURLOPT_URL, url.c_str());
+  c->easy_setopt(h, CURLOPT_HTTPHEADER, headers);
+  c->easy_setopt(h, CURLOPT_POSTFIELDS, body.c_str());
+  c->easy_setopt(h, CURLOPT_POSTFIELDSIZE, static_cast<long>(body.size()));
+  c->easy_setopt(h, CURLOPT_WRITEFUNCTION, write_cb);
+  c->easy_setopt(h, CURLOPT_WRITEDATA, &reply->body);
+  c->easy_setopt(h, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout_s * 1000));
+  c->easy_setopt(h, CURLOPT_NOSIGNAL, 1L);  // safe with threads
+  CURLcode rc = c->easy_perform(h);
   Status st;
   if (rc != CURLE_OK) {
-    st = Status::Unavailable("POST " + url + ": " + curl_easy_strerror(rc));
+    st = Status::Unavailable("POST " + url + ": " + c->easy_strerror(rc));
   } else {
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &reply->status);
+    c->easy_getinfo(h, CURLINFO_RESPONSE_CODE, &reply->status);
   }
-  curl_slist_free_all(headers);
-  curl_easy_cleanup(h);
+  c->slist_free_all(headers);
+  c->easy_cleanup(h);
   return st;
 }
 

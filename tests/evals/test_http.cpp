@@ -3,12 +3,17 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <unistd.h>
+
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
+#include <iterator>
 
 #include "assay/evals_gsm8k.h"
 #include "assay/evals_http.h"
 #include "fake_server.h"
+#include "support/run_cmd.h"
 
 namespace assay::evals {
 namespace {
@@ -173,4 +178,50 @@ TEST_F(EvalsHttp, Gsm8kEndToEnd) {
 }
 
 }  // namespace
+}  // namespace assay::evals
+
+namespace assay::evals {
+namespace {
+
+bool maps_libcurl() {
+  std::ifstream maps("/proc/self/maps");
+  std::string line;
+  while (std::getline(maps, line))
+    if (line.find("libcurl") != std::string::npos) return true;
+  return false;
+}
+
+}  // namespace
+
+// libcurl is opened on the first HTTP backend request, not at start: the
+// `assay` binary does not link it (commands that never use the HTTP backend
+// do not map it or its ~29 dependencies), and in this process it appears
+// only once a request has gone out.
+TEST_F(EvalsHttp, LibcurlIsOpenedOnTheFirstRequestOnly) {
+  namespace fs = std::filesystem;
+  const fs::path d = fs::temp_directory_path() / ("assay-curl-load-" + std::to_string(getpid()));
+  fs::remove_all(d);
+  fs::create_directories(d);
+  const auto r = assay::testing::run_cmd("env LD_DEBUG=files LD_DEBUG_OUTPUT=" + (d / "trace").string() +
+                                         " " + ASSAY_EXE + " --version");
+  ASSERT_EQ(r.code, 0) << r.out;
+  std::string trace;
+  for (const auto& f : fs::directory_iterator(d)) {
+    std::ifstream in(f.path());
+    trace.append(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  fs::remove_all(d);
+  EXPECT_NE(trace.find("libc.so"), std::string::npos) << "no loader trace was written";
+  EXPECT_EQ(trace.find("libcurl"), std::string::npos) << "assay --version mapped libcurl";
+
+  const bool before = maps_libcurl();
+  auto b = backend("echo-model");
+  auto out = loglikelihood(*b, {{"Answer:", " 5"}});
+  ASSERT_TRUE(out.ok()) << out.status().to_string();
+  EXPECT_TRUE(maps_libcurl()) << "a request went out without libcurl mapped";
+  // Earlier tests in this process may have opened it already; run alone
+  // (--gtest_filter) this also checks it was not mapped at start.
+  if (::testing::UnitTest::GetInstance()->test_to_run_count() == 1) EXPECT_FALSE(before);
+}
+
 }  // namespace assay::evals

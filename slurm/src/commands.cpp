@@ -7,7 +7,6 @@
 
 #include <fstream>
 #include <optional>
-#include <set>
 #include <sstream>
 
 #include "assay/slurm.h"
@@ -119,13 +118,11 @@ Status cancel(const std::vector<std::string>& job_ids) {
 
 namespace {
 
-// States in which a job has ended (sacct, scontrol and the jobcomp log spell
-// them alike; sacct adds "by <uid>" after CANCELLED, parse_sacct drops it).
+// Whether a job has ended: COMPLETED, or a state that triage names (the one
+// table of end states, parse.cpp). sacct, scontrol and the jobcomp log spell
+// them alike; parse_sacct drops sacct's "by <uid>" after CANCELLED.
 bool has_ended(const std::string& state) {
-  static const std::set<std::string> kEnded = {"BOOT_FAIL", "CANCELLED", "COMPLETED",
-                                               "DEADLINE",  "FAILED",    "NODE_FAIL",
-                                               "OUT_OF_MEMORY", "PREEMPTED", "TIMEOUT"};
-  return kEnded.count(state) > 0;
+  return state == "COMPLETED" || !triage_reason(state).empty();
 }
 
 std::optional<JobRecord> from_sacct(const std::string& job_id) {
